@@ -10,6 +10,7 @@
 //! - [`forward`]: forwarded copies (as attachment or inline) and corrupt messages.
 //! - [`conn`]: bounded, fault-aware I/O over any `AsyncRead + AsyncWrite`.
 //! - [`imap`], [`pop3`], [`smtp`]: one session type per protocol.
+//! - [`demo`]: the demo organisation that `mailsim serve` starts with.
 //! - [`server`]: TCP listeners and [`MailSim`], the embeddable test server.
 //!
 //! Data flows one way: deliveries (SMTP or [`Service::deliver`]) land in the
@@ -20,6 +21,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod demo;
 pub mod forward;
 pub mod imap;
 pub mod limits;

@@ -13,3 +13,9 @@ where
     let _ = (service, stream, peer);
     todo!("pop3 session")
 }
+
+/// Answers "too many connections" and closes.
+pub async fn refuse_busy<S: tokio::io::AsyncWrite + Unpin>(stream: S) {
+    let _ = stream;
+    todo!()
+}

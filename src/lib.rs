@@ -1,0 +1,12 @@
+//! mailsim: a mail server simulator and test harness for email sync engines.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `mailsim` command line (clap definitions and dispatch).
+//! - [`serve`]: `mailsim serve`, the simulated service on TCP.
+//!
+//! The simulated service lives in the `sim` crate and the sync engine in the
+//! `engine` crate; this package wires them together.
+
+pub mod cli;
+pub mod serve;
