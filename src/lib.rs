@@ -9,4 +9,5 @@
 //! `engine` crate; this package wires them together.
 
 pub mod cli;
+pub mod scenario;
 pub mod serve;
