@@ -9,5 +9,6 @@
 //! `engine` crate; this package wires them together.
 
 pub mod cli;
+pub mod runner;
 pub mod scenario;
 pub mod serve;

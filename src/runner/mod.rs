@@ -1,0 +1,3 @@
+//! The scenario runner: one world per strategy, in virtual time.
+
+pub mod traffic;
