@@ -9,6 +9,7 @@
 //! `engine` crate; this package wires them together.
 
 pub mod cli;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod serve;
