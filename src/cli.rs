@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::scenario::Scenario;
 use crate::serve::{self, ServeArgs};
 
 /// Exit status for a command that ran and failed.
@@ -33,6 +34,16 @@ pub struct Cli {
 pub enum Command {
     /// Serve the simulated IMAP, POP3 and SMTP service on TCP until Ctrl-C.
     Serve(ServeArgs),
+    /// Check scenario files without running them.
+    Check(CheckArgs),
+}
+
+/// Options of `mailsim check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Scenario files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Parses the command line, runs the command and returns its exit status.
@@ -51,6 +62,33 @@ pub fn main() -> ExitCode {
     init_logging(cli.log.as_deref(), "info");
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check(&args),
+    }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    let mut failed = false;
+    for file in &args.files {
+        match Scenario::load(file) {
+            Ok(scenario) => println!(
+                "{}: ok ({} mailboxes in {} groups, {} traffic rules, {} faults, {} expectations)",
+                file.display(),
+                scenario.mailboxes.len(),
+                scenario.groups.len(),
+                scenario.traffic.len(),
+                scenario.faults.len(),
+                scenario.expectations.len()
+            ),
+            Err(error) => {
+                eprintln!("{error}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
