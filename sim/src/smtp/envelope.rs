@@ -26,6 +26,9 @@ pub struct Envelope {
     /// True when the client greeted with EHLO, for the Received header.
     pub esmtp: bool,
     client_domain: String,
+    /// Accepted RCPT commands, repeats included, since mailin stores each.
+    accepted_rcpt: usize,
+    /// Distinct accepted recipients, as stored account addresses.
     recipients: Vec<String>,
     content: Vec<u8>,
     oversized: bool,
@@ -39,6 +42,7 @@ impl Envelope {
             client_ip,
             esmtp: false,
             client_domain: String::new(),
+            accepted_rcpt: 0,
             recipients: Vec::new(),
             content: Vec::new(),
             oversized: false,
@@ -58,19 +62,21 @@ impl Envelope {
     }
 
     fn reset(&mut self) {
+        self.accepted_rcpt = 0;
         self.recipients.clear();
         self.content = Vec::new();
         self.oversized = false;
     }
 
     fn accept_recipient<'a>(&mut self, address: &'a str) -> Reply<'a> {
-        if self.recipients.len() >= MAX_RECIPIENTS {
+        if self.accepted_rcpt >= MAX_RECIPIENTS {
             return Reply::TooManyRecipients;
         }
         let Some(account) = self.service.store().account(address) else {
             tracing::debug!(recipient = address, "unknown recipient rejected");
             return Reply::UnknownRecipient { address };
         };
+        self.accepted_rcpt += 1;
         let mailbox = account.address();
         if !self.recipients.iter().any(|known| known == mailbox) {
             self.recipients.push(mailbox.to_owned());
