@@ -70,7 +70,10 @@ async fn pop3_second_session_gets_in_use() -> TestResult {
     assert!(answer.starts_with("+OK "), "{answer}");
 
     let (mut second, answer) = login(&service).await?;
-    assert_eq!(answer, "-ERR [IN-USE] Maildrop is locked by another session\r\n");
+    assert_eq!(
+        answer,
+        "-ERR [IN-USE] Maildrop is locked by another session\r\n"
+    );
 
     // Once the first session has signed off, the second can log in.
     let quit = first.ask("QUIT").await?;
@@ -175,7 +178,10 @@ async fn pop3_server_error_gets_sys_temp() -> TestResult {
     client.ask("DELE 1").await?;
     account.faults().switch_on(FaultKind::ServerError);
     let answer = client.ask("STAT").await?;
-    assert_eq!(answer, "-ERR [SYS/TEMP] Mail store temporarily unavailable\r\n");
+    assert_eq!(
+        answer,
+        "-ERR [SYS/TEMP] Mail store temporarily unavailable\r\n"
+    );
 
     // QUIT ends the session but cannot remove the marked message.
     let quit = client.ask("QUIT").await?;

@@ -38,7 +38,12 @@ const UNTERMINATED: &[u8] = b"From: bob@example.org\r\nSubject: No newline\r\n\r
 
 fn mailbox() -> Service {
     let service = service_with(Limits::default());
-    add_account(&service, ALICE, PASSWORD, &[QUOTE, NEWSLETTER, UNTERMINATED]);
+    add_account(
+        &service,
+        ALICE,
+        PASSWORD,
+        &[QUOTE, NEWSLETTER, UNTERMINATED],
+    );
     service
 }
 

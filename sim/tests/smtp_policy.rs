@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 const ALICE: &str = "alice@example.com";
 const FORWARD: &str = "forward@example.com";
-const MESSAGE: &[u8] = b"From: carol@example.org\r\nSubject: hello\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n";
+const MESSAGE: &[u8] =
+    b"From: carol@example.org\r\nSubject: hello\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n";
 
 fn mailbox() -> Service {
     let service = service_with(Limits::default());

@@ -178,7 +178,10 @@ async fn smtp_long_line_and_errors_in_a_row() -> TestResult {
     };
     let steps = [
         step("EHLO client.example.org", Expect::Reply),
-        step(&format!("MAIL FROM:<{}@example.org>", "c".repeat(100)), Expect::Reply),
+        step(
+            &format!("MAIL FROM:<{}@example.org>", "c".repeat(100)),
+            Expect::Reply,
+        ),
         step("NOOP", Expect::Reply),
         step("BOGUS", Expect::Reply),
         step("RCPT TO:<alice@example.com>", Expect::Reply),

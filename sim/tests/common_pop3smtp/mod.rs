@@ -5,6 +5,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod allocations;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
