@@ -292,6 +292,32 @@ pub async fn run_chunked(
     input: Vec<u8>,
     chunk: usize,
 ) -> Vec<u8> {
+    let pieces = input.chunks(chunk.max(1)).map(<[u8]>::to_vec).collect();
+    run_pieces(service, protocol, pieces).await
+}
+
+/// Splits `input` into pieces whose sizes repeat `sizes` (zeros count as 1).
+pub fn split_by(input: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut rest = input;
+    for size in sizes.iter().cycle() {
+        if rest.is_empty() || sizes.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at((*size).clamp(1, rest.len()));
+        pieces.push(piece.to_vec());
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        pieces.push(rest.to_vec());
+    }
+    pieces
+}
+
+/// Sends `pieces` one write each without waiting for answers, closes the
+/// sending side, and returns everything the server sent. Panics if the
+/// session fails or panics.
+pub async fn run_pieces(service: &Service, protocol: Protocol, pieces: Vec<Vec<u8>>) -> Vec<u8> {
     let client = connect(service, protocol);
     let Client {
         mut reader,
@@ -299,9 +325,9 @@ pub async fn run_chunked(
         task,
     } = client;
     let sender = tokio::spawn(async move {
-        for piece in input.chunks(chunk.max(1)) {
+        for piece in pieces {
             // The server stops reading after QUIT; the rest is not needed.
-            if writer.write_all(piece).await.is_err() {
+            if writer.write_all(&piece).await.is_err() {
                 break;
             }
         }
