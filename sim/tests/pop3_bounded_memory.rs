@@ -1,6 +1,6 @@
 //! A 10 MiB command line is rejected while the POP3 server's memory stays
-//! bounded. This binary holds one test so that the allocation counter sees
-//! only this session.
+//! bounded. This binary contains one test so that the allocation counter
+//! measures only this session.
 
 mod common_pop3smtp;
 
@@ -16,7 +16,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 const ALLOWED_GROWTH: usize = 1024 * 1024;
 
 #[tokio::test(start_paused = true)]
-async fn pop3_ten_mib_line_is_rejected_in_bounded_memory() -> TestResult {
+async fn pop3_huge_line_keeps_memory_bounded() -> TestResult {
     let service = service_with(Limits::default());
     let mut client = connect(&service, Protocol::Pop3);
     client.text_line().await?;

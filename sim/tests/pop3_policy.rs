@@ -1,4 +1,4 @@
-//! POP3 answers to account policies and injected faults.
+//! POP3 responses to account policies and injected faults.
 
 mod common_pop3smtp;
 
@@ -23,7 +23,7 @@ fn mailbox(messages: &[&[u8]]) -> (Service, Arc<Account>) {
     (service, account)
 }
 
-/// Connects, reads the greeting and logs in; returns the PASS answer.
+/// Connects, reads the greeting and logs in. Returns the PASS response.
 async fn login(service: &Service) -> std::io::Result<(Client, String)> {
     let mut client = connect(service, Protocol::Pop3);
     let greeting = client.text_line().await?;
@@ -43,7 +43,7 @@ async fn pop3_wrong_password_gets_auth() -> TestResult {
     let answer = client.ask("PASS not-the-password").await?;
     assert_eq!(answer, "-ERR [AUTH] Authentication failed\r\n");
 
-    // An unknown user gets the same answer, so names cannot be probed.
+    // An unknown user gets the same response, so names cannot be probed.
     client.ask("USER nobody@example.com").await?;
     let answer = client.ask(&format!("PASS {PASSWORD}")).await?;
     assert_eq!(answer, "-ERR [AUTH] Authentication failed\r\n");

@@ -111,7 +111,7 @@ async fn pop3_quit_applies_deletions() -> TestResult {
     let transcript = transcript_in_all_chunkings(mailbox, Protocol::Pop3, &steps).await;
     insta::assert_snapshot!("pop3_quit_applies_deletions", transcript.text);
 
-    // The deletion reached the store, and a new session sees the rest
+    // The deletion reached the store, and a new session lists the rest
     // with the same unique ids as before.
     let service = mailbox();
     common_pop3smtp::run_lockstep(&service, Protocol::Pop3, &steps).await;

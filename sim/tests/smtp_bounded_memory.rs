@@ -1,6 +1,6 @@
 //! A 10 MiB command line and a 10 MiB message over the size limit are
-//! rejected while the SMTP server's memory stays bounded. This binary holds
-//! one test so that the allocation counter sees only this session.
+//! rejected while the SMTP server's memory stays bounded. This binary contains
+//! one test so that the allocation counter measures only this session.
 
 mod common_pop3smtp;
 
@@ -35,7 +35,7 @@ async fn reply(client: &mut Client, line: &str) -> std::io::Result<String> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn smtp_ten_mib_input_is_rejected_in_bounded_memory() -> TestResult {
+async fn smtp_huge_input_keeps_memory_bounded() -> TestResult {
     let service = service_with(Limits {
         max_message: MAX_MESSAGE,
         ..Limits::default()

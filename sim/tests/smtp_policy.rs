@@ -1,4 +1,4 @@
-//! SMTP answers to faults and limits, and delivery through the service's
+//! SMTP replies to faults and limits, and delivery through the service's
 //! receive limits and forwarding rules.
 
 mod common_pop3smtp;
@@ -67,7 +67,7 @@ async fn smtp_server_error_gets_451() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn smtp_server_error_at_end_of_data_ends_transaction() -> TestResult {
+async fn smtp_data_server_error_ends_transaction() -> TestResult {
     let service = mailbox();
     let mut client = greeted(&service).await?;
     reply(&mut client, "EHLO client.example.org").await?;

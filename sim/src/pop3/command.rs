@@ -1,7 +1,7 @@
 //! POP3 requests: framing of command lines and parsing into [`Command`].
 //!
 //! The [`Decoder`] is sans-I/O: the session appends received bytes to a
-//! buffer and asks for the next command, and "no complete line yet" is an
+//! buffer and requests the next command, and "no complete line yet" is an
 //! ordinary `Ok(None)`. Memory stays bounded because a line longer than the
 //! limit is dropped while it arrives and reported once its end is seen.
 
@@ -44,8 +44,8 @@ pub enum Command {
     Quit,
 }
 
-/// Why a command line was not accepted. The session answers with `-ERR`
-/// and keeps reading.
+/// The reason a command line was rejected. The session replies with
+/// `-ERR` and keeps reading.
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
 pub enum CommandError {
     /// The line exceeded the maximum line length.
@@ -79,7 +79,8 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder that accepts lines of at most `max_line` bytes, line ending included.
+    /// Creates a decoder that accepts lines of at most `max_line` bytes,
+    /// line ending included.
     pub fn new(max_line: usize) -> Self {
         Self {
             max_line,
@@ -89,7 +90,7 @@ impl Decoder {
     }
 
     /// Takes the next command line out of `input` and parses it. Returns
-    /// `Ok(None)` when `input` holds no complete line yet; the caller reads
+    /// `Ok(None)` when `input` contains no complete line yet, and the caller reads
     /// more bytes into `input` and calls again.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Command>, CommandError> {
         let unscanned = input.get(self.scanned..).unwrap_or_default();
@@ -176,7 +177,7 @@ fn optional_number(argument: Option<&[u8]>) -> Result<Option<u32>, CommandError>
     argument.map(message_number).transpose()
 }
 
-/// A message number: a decimal number of at least 1 (RFC 1939 section 3).
+/// Parses a message number: a decimal number of at least 1 (RFC 1939 section 3).
 fn message_number(argument: &[u8]) -> Result<u32, CommandError> {
     match number(argument)? {
         0 => Err(CommandError::InvalidNumber),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::response::{UniqueId, transmitted_size};
 use crate::store::{Folder, Mailboxes, StoredMessage};
 
-/// Why a message number was not usable.
+/// The reason a message number cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MessageError {
     /// No message has this number.
@@ -31,7 +31,7 @@ pub struct MaildropEntry {
     deleted: bool,
 }
 
-/// INBOX as one POP3 session sees it.
+/// The view of INBOX that one POP3 session works on.
 #[derive(Debug)]
 pub struct Maildrop {
     uid_validity: u32,
@@ -57,18 +57,17 @@ impl Maildrop {
         }
     }
 
-    /// The number and total size of the messages not marked as deleted.
+    /// Returns the number and total size of the messages not marked as deleted.
     pub fn stat(&self) -> (usize, u64) {
         self.listing().fold((0, 0), |(count, octets), (_, entry)| {
             (count + 1, octets + entry.octets)
         })
     }
 
-    /// The message numbered `number` (from 1), unless it is marked as deleted.
+    /// Returns the message numbered `number` (from 1), unless it is marked
+    /// as deleted.
     pub fn get(&self, number: u32) -> Result<&MaildropEntry, MessageError> {
-        let entry = usize::try_from(number)
-            .ok()
-            .and_then(|number| number.checked_sub(1))
+        let entry = index(number)
             .and_then(|index| self.entries.get(index))
             .ok_or(MessageError::NoSuchMessage)?;
         if entry.deleted {
@@ -79,11 +78,13 @@ impl Maildrop {
 
     /// Marks message `number` as deleted.
     pub fn delete(&mut self, number: u32) -> Result<(), MessageError> {
-        self.get(number)?;
-        let index = number as usize - 1;
-        if let Some(entry) = self.entries.get_mut(index) {
-            entry.deleted = true;
+        let entry = index(number)
+            .and_then(|index| self.entries.get_mut(index))
+            .ok_or(MessageError::NoSuchMessage)?;
+        if entry.deleted {
+            return Err(MessageError::Deleted);
         }
+        entry.deleted = true;
         Ok(())
     }
 
@@ -94,14 +95,15 @@ impl Maildrop {
         }
     }
 
-    /// Message numbers and entries not marked as deleted, in ascending order.
+    /// Returns the message numbers and entries not marked as deleted, in
+    /// ascending order.
     pub fn listing(&self) -> impl Iterator<Item = (u32, &MaildropEntry)> {
         (1u32..)
             .zip(&self.entries)
             .filter(|(_, entry)| !entry.deleted)
     }
 
-    /// The unique id of `entry`.
+    /// Returns the unique id of `entry`.
     pub fn unique_id(&self, entry: &MaildropEntry) -> UniqueId {
         UniqueId {
             uid_validity: self.uid_validity,
@@ -109,7 +111,7 @@ impl Maildrop {
         }
     }
 
-    /// True when some message is marked as deleted.
+    /// Returns true when some message is marked as deleted.
     pub fn has_deletions(&self) -> bool {
         self.entries.iter().any(|entry| entry.deleted)
     }
@@ -141,6 +143,11 @@ impl Maildrop {
         }
         inbox.len()
     }
+}
+
+/// Converts a message number (from 1) to an index into the snapshot.
+fn index(number: u32) -> Option<usize> {
+    usize::try_from(number).ok()?.checked_sub(1)
 }
 
 #[cfg(test)]

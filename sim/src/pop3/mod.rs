@@ -11,7 +11,7 @@
 //! - `session`: the AUTHORIZATION / TRANSACTION / UPDATE state machine, the
 //!   only part that does I/O; it applies the account's policy and faults.
 //!
-//! The account's throttling policy answers the way production servers do:
+//! Sessions reply to the account's policy the way production servers do:
 //! bad credentials get `-ERR [AUTH]`, the connection limit and the maildrop
 //! lock `-ERR [IN-USE]`, a spent command budget and server errors
 //! `-ERR [SYS/TEMP]`.
@@ -48,13 +48,13 @@ where
     session::run(service, stream).instrument(span).await
 }
 
-/// Answers a connection over the listener's connection limit with
+/// Rejects a connection over the listener's connection limit with
 /// `-ERR [IN-USE] Too many connections` and closes it.
 pub async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S) {
     let mut bytes = bytes::BytesMut::new();
     Response::Error(ErrorResponse::TooManyConnections).encode(&mut bytes);
     if let Err(error) = stream.write_all(&bytes).await {
-        tracing::debug!(protocol = "pop3", %error, "writing the busy answer failed");
+        tracing::debug!(protocol = "pop3", %error, "writing the too-many-connections response failed");
     }
     let _ = stream.shutdown().await;
 }

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use super::command::CommandError;
 use crate::policy::throttled_text;
 
-/// The capabilities sent in answer to CAPA (RFC 2449 section 6), in order.
+/// The capabilities listed in the CAPA response (RFC 2449 section 6), in order.
 pub const CAPABILITIES: [&str; 7] = [
     "TOP",
     "UIDL",
@@ -95,7 +95,7 @@ pub enum ErrorResponse {
 }
 
 impl ErrorResponse {
-    /// The extended response code, if this error has one.
+    /// Returns the extended response code, if this error has one.
     pub fn code(self) -> Option<ResponseCode> {
         match self {
             Self::AuthenticationFailed => Some(ResponseCode::Auth),
@@ -107,8 +107,8 @@ impl ErrorResponse {
         }
     }
 
-    /// True when the client caused the error; such errors count towards the
-    /// limit of errors in a row.
+    /// Returns true when the client caused the error. Such errors count
+    /// towards the limit of errors in a row.
     pub fn is_client_error(self) -> bool {
         match self {
             Self::Invalid(_)
@@ -264,12 +264,12 @@ pub enum Response<'a> {
 }
 
 impl Response<'_> {
-    /// True for a `-ERR` response the client caused.
+    /// Returns true for a `-ERR` response the client caused.
     pub fn is_client_error(&self) -> bool {
         matches!(self, Self::Error(error) if error.is_client_error())
     }
 
-    /// True when the response carries message content (RETR and TOP).
+    /// Returns true when the response carries message content (RETR and TOP).
     pub fn has_message_content(&self) -> bool {
         matches!(self, Self::Message { .. } | Self::Top { .. })
     }
@@ -352,7 +352,7 @@ fn ok(out: &mut BytesMut, text: fmt::Arguments<'_>) {
 }
 
 fn line(out: &mut BytesMut, text: fmt::Arguments<'_>) {
-    // Writing to a BytesMut only fails if it cannot grow, which aborts anyway.
+    // BytesMut's fmt::Write grows the buffer and always returns Ok.
     let _ = out.write_fmt(text);
     out.extend_from_slice(b"\r\n");
 }
@@ -361,8 +361,9 @@ fn end_multi_line(out: &mut BytesMut) {
     out.extend_from_slice(b".\r\n");
 }
 
-/// The lines of `content` without their line endings. A line ends at LF,
-/// with or without a CR before it; a last line without LF is still a line.
+/// Splits `content` into lines without their line endings. A line ends at
+/// LF, with or without a CR before it, and a last line without LF is still
+/// a line.
 fn lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
     content.split_inclusive(|&byte| byte == b'\n').map(|line| {
         let line = line.strip_suffix(b"\n").unwrap_or(line);

@@ -67,7 +67,7 @@ struct Transaction {
     _connection: ConnectionGuard,
 }
 
-/// Why the session stopped early.
+/// The reason the session stopped early.
 enum Stop {
     /// An injected fault cut the connection.
     InjectedReset,
@@ -99,7 +99,7 @@ enum Flow {
 /// An encoded response and how to send it.
 struct Reply {
     bytes: BytesMut,
-    /// Where message content starts in `bytes`, for RETR and TOP.
+    /// The offset in `bytes` where message content starts, for RETR and TOP.
     content_start: Option<usize>,
     client_error: bool,
     flow: Flow,
@@ -403,7 +403,7 @@ where
         Ok(true)
     }
 
-    /// Stops answering while a stall fault is in effect: until its scheduled
+    /// Delays the reply while a stall fault is in effect: until its scheduled
     /// end, or for one idle timeout when it has none.
     async fn stall(&self, account: Option<&Account>) {
         if !self.service.active_faults(account).stall {

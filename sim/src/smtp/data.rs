@@ -4,12 +4,12 @@
 //! of any length pass through without being buffered whole, and content
 //! beyond the size limit is dropped as it arrives instead of stored.
 //! A line starts only after CRLF (RFC 5321 section 4.1.1.4), so a bare LF
-//! followed by `.` neither ends the message nor loses its dot; this closes
-//! the door on SMTP smuggling through mixed line endings.
+//! followed by `.` neither ends the message nor loses its dot. This rules
+//! out SMTP smuggling through mixed line endings.
 
 use bytes::{Buf, BytesMut};
 
-/// Where the reader is within the current line.
+/// The reader's position within the current line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Position {
     /// At the start of a line.
@@ -42,7 +42,7 @@ pub struct DataReader {
 }
 
 impl DataReader {
-    /// A reader at the start of the content, which is the start of a line.
+    /// Creates a reader at the start of the content, which is the start of a line.
     pub fn new(max_size: usize) -> Self {
         Self {
             position: Position::LineStart,
@@ -51,13 +51,13 @@ impl DataReader {
         }
     }
 
-    /// True once the content exceeded the maximum size; `content` was
-    /// emptied then and receives nothing more.
+    /// Returns true once the content exceeded the maximum size. `content`
+    /// was emptied then and receives nothing more.
     pub fn oversized(&self) -> bool {
         self.size > self.max_size
     }
 
-    /// Octets of content seen so far, stored or not.
+    /// Returns the octets of content read so far, stored or not.
     pub fn size(&self) -> usize {
         self.size
     }

@@ -14,8 +14,9 @@ use mailin::{Handler, Response};
 use super::reply::Reply;
 use crate::service::Service;
 
-/// Recipients accepted per transaction. RFC 5321 section 4.5.3.1.8 asks
-/// servers to accept at least 100; more get `452 4.5.3`, which bounds memory.
+/// Maximum recipients accepted per transaction. RFC 5321 section 4.5.3.1.8
+/// requires at least 100. Further RCPT commands get `452 4.5.3`, which
+/// bounds memory.
 pub const MAX_RECIPIENTS: usize = 100;
 
 /// The state of one SMTP session's current mail transaction.
@@ -35,7 +36,8 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// An empty transaction for a client at `client_ip` (`None` for in-memory streams).
+    /// Creates an empty transaction for a client at `client_ip` (`None` for
+    /// in-memory streams).
     pub fn new(service: Service, client_ip: Option<IpAddr>) -> Self {
         Self {
             service,
@@ -49,7 +51,7 @@ impl Envelope {
         }
     }
 
-    /// The domain the client gave in HELO or EHLO.
+    /// Returns the domain the client gave in HELO or EHLO.
     pub fn client_domain(&self) -> &str {
         &self.client_domain
     }
@@ -104,8 +106,8 @@ impl Envelope {
         // NOTE: mailin 0.6 stays in its DATA state when the end-of-data
         // response is an error, and would then take the next commands for
         // message content. RFC 5321 section 4.1.1.4 ends the transaction
-        // either way, so the response is flagged as a success to let
-        // mailin return to its command state; the code sent is unchanged.
+        // either way, so the response is flagged as a success and mailin
+        // returns to its command state. The code sent is unchanged.
         response.is_error = false;
         response
     }
@@ -126,7 +128,7 @@ impl Envelope {
         }
     }
 
-    /// The trace header of RFC 5321 section 4.4, dated by the service clock.
+    /// Builds the trace header of RFC 5321 section 4.4, dated by the service clock.
     fn received_header(&self, id: u64, hostname: &str) -> String {
         let from = match self.client_ip {
             Some(ip) => format!("{} ([{ip}])", self.client_domain),
@@ -144,12 +146,12 @@ impl Envelope {
     }
 }
 
-/// The `mailin` handler: shares the [`Envelope`] with the session loop.
+/// The `mailin` handler, which shares the [`Envelope`] with the session loop.
 #[derive(Clone, Debug)]
 pub struct EnvelopeHandler(Arc<Mutex<Envelope>>);
 
 impl EnvelopeHandler {
-    /// A handler for `envelope`.
+    /// Creates a handler for `envelope`.
     pub fn new(envelope: Envelope) -> Self {
         Self(Arc::new(Mutex::new(envelope)))
     }

@@ -8,7 +8,7 @@
 //! - [`reply`]: the replies this server composes, as typed values.
 //! - [`data`]: the DATA phase, read incrementally with dot-unstuffing and a
 //!   size limit.
-//! - [`envelope`]: the mail transaction and the `mailin` handler; accepted
+//! - [`envelope`]: the mail transaction and the `mailin` handler. Accepted
 //!   mail gets a `Received:` header and goes through [`Service::deliver`],
 //!   so receive limits and forwarding rules apply.
 //! - `session`: the loop, with bounded lines, the idle timeout and faults.
@@ -47,7 +47,7 @@ where
     session::run(service, stream, peer).instrument(span).await
 }
 
-/// Answers a connection over the listener's connection limit with
+/// Rejects a connection over the listener's connection limit with
 /// `421 4.7.0 <hostname> Too many connections, try again later` and closes it.
 ///
 /// Unlike the IMAP and POP3 versions this takes the host name, because
@@ -56,7 +56,7 @@ pub async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S, hostname: &str) {
     let mut bytes = Vec::new();
     Reply::TooManyConnections { hostname }.encode(&mut bytes);
     if let Err(error) = stream.write_all(&bytes).await {
-        tracing::debug!(protocol = "smtp", %error, "writing the busy answer failed");
+        tracing::debug!(protocol = "smtp", %error, "writing the too-many-connections reply failed");
     }
     let _ = stream.shutdown().await;
 }

@@ -63,7 +63,7 @@ pub enum Reply<'a> {
 }
 
 impl Reply<'_> {
-    /// The three-digit reply code.
+    /// Returns the three-digit reply code.
     pub fn code(&self) -> u16 {
         match self {
             Self::Helo { .. }
@@ -93,7 +93,7 @@ impl Reply<'_> {
         out.extend_from_slice(format!("{} {self}\r\n", self.code()).as_bytes());
     }
 
-    /// The reply as a `mailin` response, for the `Handler` callbacks.
+    /// Converts the reply to a `mailin` response, for the `Handler` callbacks.
     /// Multi-line replies (EHLO) keep only their first line.
     pub fn to_response(&self) -> mailin::Response {
         mailin::Response::custom(self.code(), self.to_string())

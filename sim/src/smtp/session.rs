@@ -4,8 +4,9 @@
 //! `mailin` parses commands, tracks the SMTP state (greeting, MAIL, RCPT,
 //! DATA) and calls the [`EnvelopeHandler`]. The loop does what `mailin`
 //! leaves to its caller: bounded reads, the idle timeout, faults, the DATA
-//! phase (read by [`DataReader`] so that content is never buffered per line
-//! and is dropped past the size limit) and closing after too many errors.
+//! phase and closing after too many errors. [`DataReader`] reads the DATA
+//! phase, so content is never buffered per line and is dropped past the
+//! size limit.
 
 use std::io;
 use std::net::IpAddr;
@@ -48,7 +49,7 @@ where
     }
 }
 
-/// Why the session stopped early.
+/// The reason the session stopped early.
 enum Stop {
     /// An injected fault cut the connection.
     InjectedReset,
@@ -71,7 +72,7 @@ impl From<io::Error> for Stop {
     }
 }
 
-/// What the loop does after a reply.
+/// The loop's next step after a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
@@ -177,7 +178,7 @@ where
         }
     }
 
-    /// Answers one command line (without its line ending).
+    /// Processes one command line (without its line ending) and returns the reply.
     fn command(&mut self, mut line: BytesMut) -> io::Result<Answer> {
         let verb = verb(&line);
         if verb == "AUTH" {
@@ -209,7 +210,7 @@ where
         Answer::response(&response)
     }
 
-    /// Reads message content after 354 and answers the end of DATA.
+    /// Reads message content after 354 and returns the end-of-DATA reply.
     /// Returns `None` when the session ended during the content.
     async fn read_data(&mut self) -> Result<Option<Answer>, Stop> {
         let mut reader = DataReader::new(self.service.limits().max_message);
@@ -271,7 +272,7 @@ where
         Ok(true)
     }
 
-    /// Stops answering while a stall fault is in effect: until its scheduled
+    /// Delays the reply while a stall fault is in effect: until its scheduled
     /// end, or for one idle timeout when it has none.
     async fn stall(&self) {
         if !self.service.active_faults(None).stall {
@@ -306,8 +307,8 @@ where
     }
 }
 
-/// The command verb in upper case, or an empty string when the line does
-/// not start with a short ASCII word.
+/// Returns the command verb in upper case, or an empty string when the line
+/// does not start with a short ASCII word.
 fn verb(line: &[u8]) -> String {
     let word = line.split(|&byte| byte == b' ').next().unwrap_or_default();
     if word.len() > 8 || !word.is_ascii() {

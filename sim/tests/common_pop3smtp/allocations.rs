@@ -57,7 +57,7 @@ pub fn reset_peak() -> usize {
     live
 }
 
-/// The highest live size since the last [`reset_peak`].
+/// Returns the highest live size since the last [`reset_peak`].
 pub fn peak() -> usize {
     PEAK.load(Ordering::Relaxed)
 }

@@ -28,14 +28,15 @@ pub const CHUNK_SIZES: [usize; 8] = [1, 2, 3, 5, 7, 16, 64, usize::MAX];
 
 pub const HOSTNAME: &str = "mail.example.com";
 
-/// The wall-clock date at which every test's clock starts.
+/// Returns the wall-clock date at which every test's clock starts.
 pub fn epoch() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 15, 9, 30, 0)
         .single()
         .expect("valid date")
 }
 
-/// A service on a clock starting at [`epoch`]; call inside a paused runtime.
+/// Builds a service on a clock starting at [`epoch`]. Call it inside a
+/// paused runtime.
 pub fn service_with(limits: Limits) -> Service {
     Service::builder()
         .clock(SimClock::starting_at(epoch()))
@@ -54,7 +55,7 @@ pub fn add_account(service: &Service, address: &str, password: &str, messages: &
     }
 }
 
-/// The raw bytes in `address`'s INBOX, in UID order.
+/// Returns the raw bytes in `address`'s INBOX, in UID order.
 pub fn inbox(service: &Service, address: &str) -> Vec<Bytes> {
     let account = service.store().account(address).expect("account exists");
     let mailboxes = account.mailboxes();
@@ -129,7 +130,7 @@ impl Client {
         Ok(String::from_utf8_lossy(&self.line().await?).into_owned())
     }
 
-    /// Sends a command and returns the one-line answer as text.
+    /// Sends a command and returns the one-line response as text.
     pub async fn ask(&mut self, line: &str) -> std::io::Result<String> {
         self.command(line).await?;
         self.text_line().await
@@ -203,7 +204,7 @@ impl Client {
 /// What a transcript step waits for after sending its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
-    /// No answer (SMTP message content before the final dot).
+    /// No response (SMTP message content before the final dot).
     Nothing,
     /// One POP3 status line.
     Line,
@@ -220,7 +221,7 @@ pub struct Step {
     pub expect: Expect,
 }
 
-/// A step sending `line` and CRLF.
+/// Creates a step that sends `line` and CRLF.
 pub fn step(line: &str, expect: Expect) -> Step {
     Step {
         input: format!("{line}\r\n").into_bytes(),
@@ -228,7 +229,7 @@ pub fn step(line: &str, expect: Expect) -> Step {
     }
 }
 
-/// A step sending raw bytes.
+/// Creates a step that sends raw bytes.
 pub fn raw(bytes: &[u8], expect: Expect) -> Step {
     Step {
         input: bytes.to_vec(),
@@ -244,7 +245,7 @@ pub struct Transcript {
     pub server_output: Vec<u8>,
 }
 
-/// Runs `steps` one at a time, reading each answer before the next step,
+/// Runs `steps` one at a time, reading each response before the next step,
 /// then closes the client side and collects what the server still sends.
 pub async fn run_lockstep(service: &Service, protocol: Protocol, steps: &[Step]) -> Transcript {
     let mut client = connect(service, protocol);
@@ -267,7 +268,7 @@ pub async fn run_lockstep(service: &Service, protocol: Protocol, steps: &[Step])
             Expect::MultiLine => client.pop3_multi_line().await,
             Expect::Reply => client.smtp_reply().await,
         }
-        .expect("read answer");
+        .expect("read response");
         render(&mut text, "S: ", &answer);
         server_output.extend_from_slice(&answer);
     }
