@@ -45,6 +45,8 @@ pub enum Reply<'a> {
     ServerError,
     /// A command line exceeded the maximum line length.
     LineTooLong,
+    /// AUTH was sent, but this server offers no authentication.
+    AuthNotEnabled,
     /// The client sent nothing within the idle timeout; the session closes.
     Timeout {
         /// The server's host name.
@@ -77,6 +79,7 @@ impl Reply<'_> {
             Self::ServerError => 451,
             Self::TooManyRecipients => 452,
             Self::LineTooLong => 500,
+            Self::AuthNotEnabled => 503,
             Self::UnknownRecipient { .. } => 550,
             Self::MessageTooBig => 552,
         }
@@ -123,6 +126,7 @@ impl fmt::Display for Reply<'_> {
             }
             Self::ServerError => f.write_str("4.3.0 Temporary server error, try again later"),
             Self::LineTooLong => f.write_str("5.5.2 Line too long"),
+            Self::AuthNotEnabled => f.write_str("5.5.1 Authentication not enabled"),
             Self::Timeout { hostname } => write!(f, "4.4.2 {hostname} Timeout exceeded"),
             Self::TooManyConnections { hostname } => {
                 write!(f, "4.7.0 {hostname} Too many connections, try again later")

@@ -181,11 +181,14 @@ where
     /// Processes one command line (without its line ending) and returns the reply.
     fn command(&mut self, mut line: BytesMut) -> io::Result<Answer> {
         let verb = verb(&line);
+
+        // AUTH is not offered. Answering it here keeps its credentials away
+        // from mailin, which logs every command line it parses.
         if verb == "AUTH" {
             tracing::trace!("command AUTH <redacted>");
-        } else {
-            tracing::trace!(line = %line.escape_ascii(), "command");
+            return Ok(Answer::reply(Reply::AuthNotEnabled));
         }
+        tracing::trace!(line = %line.escape_ascii(), "command");
 
         // QUIT still works during a server error, so clients can leave cleanly.
         if self.service.active_faults(None).server_error && verb != "QUIT" {
