@@ -181,6 +181,9 @@ where
                 self.conn.abort().await;
                 return Ok(());
             };
+            if let Err(error) = &request {
+                tracing::debug!(%error, "invalid command");
+            }
             let (reply, conditions) = match self.state {
                 State::Authorization { .. } => self.authorization(request).await,
                 State::Transaction(_) => self.transaction(request).await,

@@ -258,7 +258,10 @@ where
     /// `421` once `max_consecutive_errors` is reached. Returns true when closing.
     async fn too_many_errors(&mut self, code: u16) -> Result<bool, Stop> {
         match code {
-            500.. => self.errors_in_a_row += 1,
+            500.. => {
+                tracing::debug!(code, "command rejected");
+                self.errors_in_a_row += 1;
+            }
             400..500 => return Ok(false),
             _ => self.errors_in_a_row = 0,
         }
