@@ -230,6 +230,23 @@ async fn smtp_delivery_waits_for_receive_limit() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
+async fn smtp_accepts_null_sender() -> TestResult {
+    let service = mailbox();
+    let mut client = greeted(&service).await?;
+    reply(&mut client, "EHLO client.example.org").await?;
+    let mail = reply(&mut client, "MAIL FROM:<>").await?;
+    assert_eq!(mail, "250 2.1.0 Sender ok\r\n");
+    reply(&mut client, &format!("RCPT TO:<{ALICE}>")).await?;
+    reply(&mut client, "DATA").await?;
+    client.send(MESSAGE).await?;
+    client.send(b".\r\n").await?;
+    let answer = client.smtp_reply().await?;
+    assert!(answer.starts_with(b"250 2.0.0 "));
+    assert_eq!(inbox(&service, ALICE).len(), 1);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
 async fn smtp_refuse_busy_answers_421() -> TestResult {
     let (mut client, server) = tokio::io::duplex(1024);
     sim::smtp::refuse_busy(server, "mail.example.com").await;

@@ -198,6 +198,9 @@ where
         if verb == "EHLO" || verb == "HELO" {
             self.handler.envelope().esmtp = verb == "EHLO";
         }
+        if verb == "MAIL" {
+            line = substitute_null_sender(line);
+        }
         line.extend_from_slice(b"\r\n");
         let response = self.smtp.process(&line);
 
@@ -313,6 +316,29 @@ where
     }
 }
 
+/// The sender passed to mailin in place of the null reverse-path.
+const NULL_SENDER_STANDIN: &[u8] = b"MAILER-DAEMON";
+
+/// Replaces the null reverse-path in `MAIL FROM:<>`, which bounces and
+/// other notifications use (RFC 5321 section 4.5.5), with a stand-in.
+///
+/// NOTE: mailin 0.6 rejects `<>` as a syntax error. The sender is not
+/// stored or used in delivery, so the stand-in changes nothing else.
+fn substitute_null_sender(line: BytesMut) -> BytesMut {
+    let prefix = b"MAIL FROM:<>";
+    let is_null = line
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
+    if !is_null {
+        return line;
+    }
+    let mut substituted = BytesMut::with_capacity(line.len() + NULL_SENDER_STANDIN.len());
+    substituted.extend_from_slice(b"MAIL FROM:<");
+    substituted.extend_from_slice(NULL_SENDER_STANDIN);
+    substituted.extend_from_slice(line.get(prefix.len() - 1..).unwrap_or_default());
+    substituted
+}
+
 /// Returns the command verb in upper case, or an empty string when the line
 /// does not start with a short ASCII word.
 fn verb(line: &[u8]) -> String {
@@ -326,6 +352,16 @@ fn verb(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_sender_gets_stand_in() {
+        let line = substitute_null_sender(BytesMut::from(&b"mail from:<> BODY=8BITMIME"[..]));
+        assert_eq!(&line[..], b"MAIL FROM:<MAILER-DAEMON> BODY=8BITMIME");
+        let line = substitute_null_sender(BytesMut::from(&b"MAIL FROM:<a@b>"[..]));
+        assert_eq!(&line[..], b"MAIL FROM:<a@b>");
+        let line = substitute_null_sender(BytesMut::from(&b"MAIL"[..]));
+        assert_eq!(&line[..], b"MAIL");
+    }
 
     #[test]
     fn verb_is_first_word_in_upper_case() {
