@@ -182,7 +182,7 @@ where
     fn command(&mut self, mut line: BytesMut) -> io::Result<Answer> {
         let verb = verb(&line);
 
-        // AUTH is not offered. Answering it here keeps its credentials away
+        // AUTH is not offered. Replying to it here keeps its credentials away
         // from mailin, which logs every command line it parses.
         if verb == "AUTH" {
             tracing::trace!("command AUTH <redacted>");
