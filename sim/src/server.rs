@@ -370,7 +370,7 @@ async fn accept_loop(
                         }
                         Err(_) => {
                             tracing::warn!(protocol = protocol.name(), %addr, "connection limit reached");
-                            sessions.spawn(refuse_busy(protocol, stream));
+                            sessions.spawn(refuse_busy(protocol, stream, service.hostname().to_owned()));
                         }
                     }
                 }
@@ -394,10 +394,10 @@ async fn accept_loop(
     tracing::info!(protocol = protocol.name(), "listener stopped");
 }
 
-async fn refuse_busy(protocol: Protocol, stream: TcpStream) {
+async fn refuse_busy(protocol: Protocol, stream: TcpStream, hostname: String) {
     match protocol {
         Protocol::Imap => imap::refuse_busy(stream).await,
         Protocol::Pop3 => pop3::refuse_busy(stream).await,
-        Protocol::Smtp => smtp::refuse_busy(stream).await,
+        Protocol::Smtp => smtp::refuse_busy(stream, &hostname).await,
     }
 }

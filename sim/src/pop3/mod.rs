@@ -58,9 +58,3 @@ pub async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S) {
     }
     let _ = stream.shutdown().await;
 }
-
-/// Answers "too many connections" and closes.
-pub async fn refuse_busy<S: tokio::io::AsyncWrite + Unpin>(stream: S) {
-    let _ = stream;
-    todo!()
-}
