@@ -170,8 +170,12 @@ where
         self.stream.flush().await
     }
 
-    /// Flushes what was written and shuts the stream down, as an abrupt
-    /// close does.
+    /// Flushes what was written and shuts the stream down in the middle of
+    /// the exchange.
+    ///
+    /// NOTE: on TCP this sends FIN, not RST: the generic stream offers no
+    /// SO_LINGER, so a peer sees an unexpected end of stream rather than
+    /// "connection reset by peer". Clients treat both as a broken session.
     pub async fn abort(&mut self) {
         let _ = self.stream.flush().await;
         let _ = self.stream.get_mut().shutdown().await;
