@@ -21,6 +21,16 @@ use crate::conn::{Line, ReadError};
 use crate::secret::Secret;
 use crate::store::Protocol;
 
+/// The client's answer to the SASL challenge.
+enum SaslResponse {
+    /// Decoded base64 data.
+    Data(Secret<Vec<u8>>),
+    /// `*`: the client gave up (RFC 3501 6.2.2).
+    Cancelled,
+    /// Not base64, or an overlong line.
+    Invalid,
+}
+
 /// Credentials taken from LOGIN or a SASL PLAIN message.
 struct Credentials {
     user: String,
@@ -67,8 +77,9 @@ where
         let message = match initial_response {
             Some(data) => Secret::new(data.declassify().to_vec()),
             None => match self.read_sasl_response().await? {
-                Some(message) => message,
-                None => return Ok(Completion::bad("Authentication cancelled")),
+                SaslResponse::Data(message) => message,
+                SaslResponse::Cancelled => return Ok(Completion::bad("Authentication cancelled")),
+                SaslResponse::Invalid => return Ok(Completion::bad("Invalid base64 data")),
             },
         };
         match parse_plain(message.expose()) {
@@ -77,27 +88,27 @@ where
         }
     }
 
-    /// Sends the empty challenge and reads the client's base64 answer;
-    /// `None` when the client cancels with `*` or sends invalid data.
-    async fn read_sasl_response(&mut self) -> Result<Option<Secret<Vec<u8>>>, Disconnect> {
+    /// Sends the empty challenge and reads the client's base64 answer.
+    async fn read_sasl_response(&mut self) -> Result<SaslResponse, Disconnect> {
         self.out.send(&response::empty_challenge()).await?;
         self.out.flush().await?;
         let limits = self.service.limits();
         let (max_line, timeout) = (limits.max_line, limits.imap_idle_timeout);
         let line = match self.out.conn().read_line(max_line, timeout).await {
             Ok(Line::Complete(line)) => line,
-            Ok(Line::TooLong) => return Ok(None),
+            Ok(Line::TooLong) => return Ok(SaslResponse::Invalid),
             Err(ReadError::TimedOut) => return Err(Disconnect::Closed),
             Err(error) => return Err(error.into()),
         };
         let mut input = line.to_vec();
         input.extend_from_slice(b"\r\n");
-        match AuthenticateDataCodec::new().decode(&input) {
+        Ok(match AuthenticateDataCodec::new().decode(&input) {
             Ok((_, AuthenticateData::Continue(data))) => {
-                Ok(Some(Secret::new(data.declassify().to_vec())))
+                SaslResponse::Data(Secret::new(data.declassify().to_vec()))
             }
-            Ok((_, AuthenticateData::Cancel)) | Err(_) => Ok(None),
-        }
+            Ok((_, AuthenticateData::Cancel)) => SaslResponse::Cancelled,
+            Err(_) => SaslResponse::Invalid,
+        })
     }
 
     /// Checks credentials and login-time policies and, on success, moves
