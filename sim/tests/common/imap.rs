@@ -54,33 +54,24 @@ pub enum Until {
 /// the one `until` waits for, once they are complete. Every response must
 /// decode with imap-codec, so the test also checks the reply grammar.
 pub fn replies(bytes: &[u8], until: Until) -> TestResult<Option<usize>> {
+    let wanted = match until {
+        Until::Tagged(tag) => return replies_to(bytes, tag),
+        Until::Responses(wanted) => wanted,
+    };
     let mut offset = 0;
-    let mut count = 0;
-    loop {
+    for _ in 0..wanted {
         let rest = &bytes[offset..];
-        let (remaining, response) = match ResponseCodec::new().decode(rest) {
-            Ok(decoded) => decoded,
+        match ResponseCodec::new().decode(rest) {
+            Ok((remaining, _)) => offset = bytes.len() - remaining.len(),
             Err(ResponseDecodeError::Incomplete | ResponseDecodeError::LiteralFound { .. }) => {
                 return Ok(None);
             }
             Err(ResponseDecodeError::Failed) => {
                 return Err(format!("invalid response: {}", super::escape(rest)).into());
             }
-        };
-        offset = bytes.len() - remaining.len();
-        count += 1;
-        let done = match until {
-            Until::Responses(wanted) => count >= wanted,
-            Until::Tagged(tag) => match &response {
-                Response::Status(Status::Tagged(tagged)) => tagged.tag.inner() == tag,
-                Response::CommandContinuationRequest(_) => true,
-                _ => false,
-            },
-        };
-        if done {
-            return Ok(Some(offset));
         }
     }
+    Ok(Some(offset))
 }
 
 /// One step of a scripted conversation.
@@ -226,4 +217,48 @@ pub fn deliver_late(service: &Service) {
 /// for use in `#[tokio::test(start_paused = true)]` tests.
 pub async fn transcript(steps: &[Step]) -> TestResult<String> {
     play(world, steps).await
+}
+
+/// Sends the command `line` (CRLF is added) and returns everything up to
+/// and including its tagged reply or a continuation request, as text.
+pub async fn ask(client: &mut Client, line: &str) -> TestResult<String> {
+    let tag = line.split(' ').next().unwrap_or_default().to_owned();
+    client.send(format!("{line}\r\n").as_bytes()).await?;
+    let reply = client.receive(|bytes| replies_to(bytes, &tag)).await?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Connects, reads the greeting and logs in as `user`; returns the client
+/// and the LOGIN reply.
+pub async fn log_in(service: &Service, user: (&str, &str)) -> TestResult<(Client, String)> {
+    let mut client = connect(service, usize::MAX);
+    client.receive(greeting).await?;
+    let reply = ask(&mut client, &format!("l1 LOGIN {} {}", user.0, user.1)).await?;
+    Ok((client, reply))
+}
+
+/// Like [`replies`] with [`Until::Tagged`], for a tag known only at run time.
+pub fn replies_to(bytes: &[u8], tag: &str) -> TestResult<Option<usize>> {
+    let mut offset = 0;
+    loop {
+        let rest = &bytes[offset..];
+        let (remaining, response) = match ResponseCodec::new().decode(rest) {
+            Ok(decoded) => decoded,
+            Err(ResponseDecodeError::Incomplete | ResponseDecodeError::LiteralFound { .. }) => {
+                return Ok(None);
+            }
+            Err(ResponseDecodeError::Failed) => {
+                return Err(format!("invalid response: {}", super::escape(rest)).into());
+            }
+        };
+        offset = bytes.len() - remaining.len();
+        let done = match &response {
+            Response::Status(Status::Tagged(tagged)) => tagged.tag.inner() == tag,
+            Response::CommandContinuationRequest(_) => true,
+            _ => false,
+        };
+        if done {
+            return Ok(Some(offset));
+        }
+    }
 }
