@@ -396,3 +396,10 @@ async fn imap_malformed_commands_get_bad() -> TestResult {
     insta::assert_snapshot!(transcript);
     Ok(())
 }
+
+#[test]
+fn transcript_marks_partial_last_line() {
+    let mut out = String::new();
+    common::render_into(&mut out, "S", b"a\r\nb\\\x00c");
+    assert_eq!(out, "S: a\nS~ b\\\\\\x00c\n");
+}

@@ -262,3 +262,11 @@ pub fn replies_to(bytes: &[u8], tag: &str) -> TestResult<Option<usize>> {
         }
     }
 }
+
+/// Sends `line` (CRLF is added) as the continuation of the command tagged
+/// `tag` and returns the replies up to its tagged reply, as text.
+pub async fn continue_with(client: &mut Client, line: &str, tag: &str) -> TestResult<String> {
+    client.send(format!("{line}\r\n").as_bytes()).await?;
+    let reply = client.receive(|bytes| replies_to(bytes, tag)).await?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}

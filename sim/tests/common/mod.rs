@@ -216,15 +216,3 @@ pub fn escape(bytes: &[u8]) -> String {
     }
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn render_marks_partial_last_line() {
-        let mut out = String::new();
-        render_into(&mut out, "S", b"a\r\nb\\\x00c");
-        assert_eq!(out, "S: a\nS~ b\\\\\\x00c\n");
-    }
-}
