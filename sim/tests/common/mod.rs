@@ -216,3 +216,27 @@ pub fn escape(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Serves sessions with `serve` on an ephemeral loopback TCP port until
+/// the returned task is dropped or aborted; returns the bound address.
+pub async fn tcp_server<F, Fut>(
+    service: Service,
+    serve: F,
+) -> TestResult<(std::net::SocketAddr, JoinHandle<()>)>
+where
+    F: Fn(Service, tokio::net::TcpStream, Peer) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let address = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, remote)) = listener.accept().await {
+            let peer = Peer {
+                addr: Some(remote),
+                session: service.next_session_id(),
+            };
+            tokio::spawn(serve(service.clone(), stream, peer));
+        }
+    });
+    Ok((address, task))
+}
