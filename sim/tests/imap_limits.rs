@@ -17,7 +17,7 @@ fn service_limited(max_line: usize, max_literal: usize) -> Service {
     service
 }
 
-/// A LOGIN line of exactly `length` bytes, CRLF included.
+/// Builds a LOGIN line of exactly `length` bytes, CRLF included.
 fn login_line(length: usize) -> String {
     let head = "a1 LOGIN alice@example.org \"";
     let padding = length - head.len() - "\"\r\n".len();
@@ -25,7 +25,7 @@ fn login_line(length: usize) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn imap_line_at_limit_is_read_and_longer_is_rejected() -> TestResult {
+async fn imap_line_limit_is_exact() -> TestResult {
     let service = service_limited(100, 1024);
     let mut client = connect(&service, usize::MAX);
     client.receive(greeting).await?;
@@ -49,7 +49,7 @@ async fn imap_line_at_limit_is_read_and_longer_is_rejected() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn imap_oversized_sync_literal_is_refused_without_continuation() -> TestResult {
+async fn imap_oversized_sync_literal_is_refused() -> TestResult {
     let service = service_limited(64 * 1024, 1024 * 1024);
     let (mut client, _) = log_in(&service, ALICE).await?;
     let refused = ask(&mut client, "a1 APPEND INBOX {10485760}").await?;
@@ -85,7 +85,7 @@ async fn imap_oversized_non_sync_literal_closes_connection() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn imap_literal_before_login_is_held_to_line_limit() -> TestResult {
+async fn imap_login_literal_uses_line_limit() -> TestResult {
     let service = service_limited(1000, 1024 * 1024);
     let mut client = connect(&service, usize::MAX);
     client.receive(greeting).await?;

@@ -1,6 +1,6 @@
 //! A 10 MiB command line is rejected while the IMAP session's memory stays
-//! bounded. This binary holds only this test, so the allocation counter
-//! sees no other work.
+//! bounded. This binary contains only this test, so the allocation counter
+//! counts no other work.
 
 mod common;
 
@@ -11,13 +11,13 @@ use common::imap::{Until, ask, connect, greeting, replies, world};
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// Heap growth allowed while the line streams through: the input buffer
-/// holds at most the 64 KiB line limit plus one 16 KiB read, the pipe its
-/// 64 KiB capacity; the rest is slack for the runtime.
+/// Heap growth allowed while the line streams through. The input buffer
+/// keeps at most the 64 KiB line limit plus one 16 KiB read and the pipe its
+/// 64 KiB capacity, so the rest is slack for the runtime.
 const ALLOWED_GROWTH: usize = 1024 * 1024;
 
 #[tokio::test(start_paused = true)]
-async fn imap_ten_mib_line_is_rejected_in_bounded_memory() -> TestResult {
+async fn imap_ten_mib_line_bounded_memory() -> TestResult {
     let service = world();
     let mut client = connect(&service, usize::MAX);
     client.receive(greeting).await?;

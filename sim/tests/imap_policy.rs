@@ -268,7 +268,7 @@ async fn imap_latency_delays_each_reply() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn imap_scheduled_stall_holds_replies_until_its_end() -> TestResult {
+async fn imap_scheduled_stall_delays_reply() -> TestResult {
     let service = world();
     let (mut client, _) = log_in(&service, ALICE).await?;
     let alice = service.store().account(ALICE.0).ok_or("alice exists")?;
@@ -287,7 +287,7 @@ async fn imap_scheduled_stall_holds_replies_until_its_end() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn imap_runtime_stall_ends_when_switched_off() -> TestResult {
+async fn imap_runtime_stall_ends_on_switch_off() -> TestResult {
     let service = world();
     let (mut client, _) = log_in(&service, ALICE).await?;
     let alice = service.store().account(ALICE.0).ok_or("alice exists")?;

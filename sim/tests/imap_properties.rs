@@ -1,6 +1,6 @@
-//! Property: no byte sequence, split at any points, panics an IMAP session;
-//! the session answers with well-formed responses and ends cleanly when
-//! the client hangs up.
+//! Property: no byte sequence, split at any points, panics an IMAP session.
+//! The session replies with well-formed responses and ends cleanly when the
+//! client hangs up.
 
 mod common;
 

@@ -21,7 +21,7 @@ use crate::conn::{Line, ReadError};
 use crate::secret::Secret;
 use crate::store::Protocol;
 
-/// The client's answer to the SASL challenge.
+/// The client's response to the SASL challenge.
 enum SaslResponse {
     /// Decoded base64 data.
     Data(Secret<Vec<u8>>),
@@ -88,7 +88,7 @@ where
         }
     }
 
-    /// Sends the empty challenge and reads the client's base64 answer.
+    /// Sends the empty challenge and reads the client's base64 response.
     async fn read_sasl_response(&mut self) -> Result<SaslResponse, Disconnect> {
         self.out.send(&response::empty_challenge()).await?;
         self.out.flush().await?;

@@ -40,7 +40,7 @@ struct Snapshot {
     message: Arc<StoredMessage>,
 }
 
-/// What the requested items need from the store.
+/// Requested items and the store access they need.
 struct Plan {
     items: Vec<MessageDataItemName<'static>>,
     wants_flags: bool,
@@ -157,8 +157,8 @@ where
     }
 }
 
-/// Takes the snapshot under the account lock, setting `\Seen` if the plan
-/// says so. Returns the snapshots and whether some messages were gone.
+/// Takes the snapshot under the account lock, setting `\Seen` when the
+/// plan requires it. Returns the snapshots and whether some messages were gone.
 fn snapshot(
     mailboxes: &mut Mailboxes,
     name: &str,
@@ -193,7 +193,7 @@ fn snapshot(
     (snapshots, missing)
 }
 
-/// The FETCH response for one message.
+/// Builds the FETCH response for one message.
 fn fetch_response<'a>(
     snapshot: &'a Snapshot,
     view: &'a MessageView<'a>,
@@ -268,7 +268,7 @@ fn fetch_item<'a>(
     Some(item)
 }
 
-/// The `<start.length>` slice of `bytes`; empty when `start` is past the end.
+/// Cuts the `<start.length>` slice of `bytes`; empty when `start` is past the end.
 fn slice(bytes: Cow<'_, [u8]>, start: u32, length: u32) -> Cow<'_, [u8]> {
     let start = start as usize;
     let end = start.saturating_add(length as usize);
@@ -285,11 +285,11 @@ fn slice(bytes: Cow<'_, [u8]>, start: u32, length: u32) -> Cow<'_, [u8]> {
     }
 }
 
-// NOTE: IMAP literals cannot carry NUL bytes (imap-types rejects them and
-// BINARY is not offered), so a message containing NUL is sent with each NUL
-// replaced by 0x80; those bytes differ from the stored message.
-/// Message bytes as a literal.
+/// Wraps message bytes in a literal.
 fn literal(bytes: Cow<'_, [u8]>) -> NString<'_> {
+    // NOTE: IMAP literals cannot carry NUL bytes (imap-types rejects them
+    // and BINARY is not offered), so a message containing NUL is sent with
+    // each NUL replaced by 0x80, and those bytes differ from the stored ones.
     let bytes = if bytes.contains(&0) {
         let replaced: Vec<u8> = bytes
             .iter()
@@ -306,7 +306,7 @@ fn literal(bytes: Cow<'_, [u8]>) -> NString<'_> {
     NString(literal.ok().map(IString::Literal))
 }
 
-/// An INTERNALDATE in the form IMAP allows: whole seconds, whole-minute
+/// Converts an INTERNALDATE to the form IMAP allows: whole seconds, whole-minute
 /// offset, year 0 to 9999. Other dates are sent in UTC or as the epoch.
 pub(crate) fn internal_date(date: &DateTime<FixedOffset>) -> ImapDateTime {
     let whole = date.with_nanosecond(0).unwrap_or(*date);

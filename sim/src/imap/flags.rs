@@ -15,7 +15,7 @@ use super::response::{Completion, ExtendedCode};
 use super::session::{Session, wrong_state};
 use crate::store::{Flags, SystemFlags};
 
-/// The FLAGS of a message as FETCH sends them, `\Recent` included.
+/// Lists the FLAGS of a message as FETCH sends them, `\Recent` included.
 pub(crate) fn fetch_flags(flags: &Flags, recent: bool) -> Vec<FlagFetch<'static>> {
     let mut list = Vec::with_capacity(6 + flags.keywords.len());
     let system = [
@@ -41,7 +41,7 @@ pub(crate) fn fetch_flags(flags: &Flags, recent: bool) -> Vec<FlagFetch<'static>
     list
 }
 
-/// Stored flags for the flag list of STORE or APPEND. `\Recent` and other
+/// Converts the flag list of STORE or APPEND to stored flags. `\Recent` and other
 /// unknown system flags cannot be set by a client and are an error.
 pub(crate) fn stored_flags(flags: &[Flag<'_>]) -> Result<Flags, Completion> {
     let mut stored = Flags::default();

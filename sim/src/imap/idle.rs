@@ -17,7 +17,7 @@ use super::response::{self, Completion};
 use super::session::{Session, State, wrong_state};
 use crate::conn::{Line, ReadError};
 
-/// What ended one wait of the IDLE loop.
+/// Event that ended one wait of the IDLE loop.
 enum Wake {
     Input(Result<Line, ReadError>),
     Changed,

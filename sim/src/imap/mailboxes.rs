@@ -24,7 +24,7 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// The logged-in account, or the reply for a session without one.
+    /// Returns the logged-in account, or the reply for a session without one.
     pub(super) fn account(&self) -> Result<Arc<Account>, Completion> {
         match self.login() {
             Some(login) => Ok(Arc::clone(login.account())),
@@ -49,6 +49,11 @@ where
             Ok(name) => name,
             Err(reply) => return Ok(reply),
         };
+        // Mark the account's changes as seen before the view is taken, so a
+        // change made while it is taken is reported after this command.
+        if let State::Authenticated { login } = &mut self.state {
+            login.changes.borrow_and_update();
+        }
         let opened = Selection::open(&mut account.mailboxes(), &name, read_only);
         let Some((selection, summary)) = opened else {
             return Ok(nonexistent());
@@ -57,10 +62,7 @@ where
 
         let state = std::mem::replace(&mut self.state, State::Logout);
         self.state = match state {
-            State::Authenticated { mut login } => {
-                login.changes.borrow_and_update();
-                State::Selected { login, selection }
-            }
+            State::Authenticated { login } => State::Selected { login, selection },
             other => other,
         };
         let (code, text) = if read_only {
@@ -71,7 +73,7 @@ where
         Ok(Completion::ok_with(code, text))
     }
 
-    /// The untagged responses SELECT and EXAMINE require (RFC 3501 6.3.1).
+    /// Sends the untagged responses SELECT and EXAMINE require (RFC 3501 6.3.1).
     async fn send_selected(
         &mut self,
         summary: &Summary,
@@ -242,7 +244,7 @@ where
             return Ok(Completion::ok(done));
         };
 
-        // RFC 3501 6.3.8: an empty pattern asks for the delimiter.
+        // RFC 3501 6.3.8: an empty pattern requests the delimiter.
         if pattern.is_empty() {
             if !lsub {
                 let root = list_data(vec![FlagNameAttribute::Noselect], "", lsub);
@@ -412,7 +414,8 @@ where
     }
 }
 
-/// The store's name for `mailbox`: INBOX in any case, other names as UTF-8.
+/// Converts `mailbox` to the store's name: INBOX in any case, other names
+/// as UTF-8.
 pub(super) fn folder_name(mailbox: &Mailbox<'_>) -> Result<String, Completion> {
     match std::str::from_utf8(mailbox_bytes(mailbox)) {
         Ok(name) => Ok(crate::store::canonical_folder_name(name).into_owned()),
@@ -423,7 +426,7 @@ pub(super) fn folder_name(mailbox: &Mailbox<'_>) -> Result<String, Completion> {
     }
 }
 
-/// The NO reply for a mailbox that does not exist.
+/// Builds the NO reply for a mailbox that does not exist.
 pub(super) fn nonexistent() -> Completion {
     Completion::no_with(ExtendedCode::Nonexistent.code(), "Mailbox does not exist")
 }
@@ -467,7 +470,7 @@ fn create_parents(mailboxes: &mut crate::store::Mailboxes, name: &str) -> Result
     Ok(())
 }
 
-/// The system flags every mailbox supports, in FLAGS order.
+/// Lists the system flags every mailbox supports, in FLAGS order.
 fn system_flags() -> Vec<Flag<'static>> {
     vec![
         Flag::Answered,
@@ -484,7 +487,7 @@ fn keywords(keywords: &BTreeSet<String>) -> impl Iterator<Item = Flag<'static>> 
         .filter_map(|keyword| Atom::try_from(keyword.clone()).ok().map(Flag::Keyword))
 }
 
-/// One LIST or LSUB response line, or `None` for a name that cannot be sent.
+/// Builds one LIST or LSUB response, or `None` for a name that cannot be sent.
 fn list_data(
     items: Vec<FlagNameAttribute<'static>>,
     name: &str,

@@ -3,8 +3,9 @@
 //!
 //! The top-level header and text are found by scanning for the first empty
 //! line, which needs no parser, so `BODY.PEEK[HEADER]` stays cheap. Part
-//! numbers, ENVELOPE and BODYSTRUCTURE use `mail-parser`, at most once per
-//! message per command: a [`MessageView`] parses lazily and keeps the result.
+//! numbers, ENVELOPE and BODYSTRUCTURE use `mail-parser`. A [`MessageView`]
+//! parses lazily and keeps the result, so the header-only parse and the
+//! full parse each run at most once per message per command.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -40,7 +41,7 @@ pub(crate) struct MessageView<'a> {
 }
 
 impl<'a> MessageView<'a> {
-    /// A view of `raw`; nothing is parsed yet.
+    /// Creates a view of `raw` without parsing it.
     pub(crate) fn new(raw: &'a [u8]) -> Self {
         Self {
             raw,
@@ -50,22 +51,22 @@ impl<'a> MessageView<'a> {
         }
     }
 
-    /// The whole message.
+    /// Returns the whole message.
     pub(crate) fn raw(&self) -> &'a [u8] {
         self.raw
     }
 
-    /// The header section, including the empty line that ends it.
+    /// Returns the header section, including the empty line that ends it.
     pub(crate) fn header(&self) -> &'a [u8] {
         self.raw.get(..self.header_len).unwrap_or_default()
     }
 
-    /// The text (body) after the header section.
+    /// Returns the text (body) after the header section.
     pub(crate) fn text(&self) -> &'a [u8] {
         self.raw.get(self.header_len..).unwrap_or_default()
     }
 
-    /// The message's top-level header fields, parsed.
+    /// Parses the message's top-level header fields, or reuses an earlier parse.
     pub(crate) fn header_fields(&self) -> &[Header<'a>] {
         let message = match self.parsed.get() {
             Some(parsed) => parsed.as_ref(),
@@ -95,8 +96,8 @@ impl<'a> MessageView<'a> {
         message.parts.first().map(|_| Node { message, part: 0 })
     }
 
-    /// The bytes of a BODY section (RFC 3501 6.4.5); `None` for the whole
-    /// message. A part that does not exist yields an empty string.
+    /// Extracts the bytes of a BODY section (RFC 3501 6.4.5); `None` asks
+    /// for the whole message. A part that does not exist yields no bytes.
     pub(crate) fn section(&self, section: Option<&Section<'_>>) -> Cow<'_, [u8]> {
         let Some(section) = section else {
             return Cow::Borrowed(self.raw);
@@ -137,8 +138,8 @@ impl<'a> MessageView<'a> {
         }
     }
 
-    /// The part with number `path` (1-based at each level). Part 1 of a
-    /// message that is not multipart is its body; the parts of a
+    /// Finds the part with number `path` (1-based at each level). Part 1 of
+    /// a message that is not multipart is its body, and the parts of a
     /// `message/rfc822` part are those of the message it contains.
     fn resolve(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
         let mut context = self.root()?;
@@ -165,7 +166,7 @@ impl<'a> MessageView<'a> {
         current
     }
 
-    /// The message inside the `message/rfc822` part `path`.
+    /// Finds the message inside the `message/rfc822` part `path`.
     fn inner_message(&self, path: &[NonZeroU32]) -> Option<Node<'_, 'a>> {
         match self.resolve(path)?.kind() {
             Kind::Message(inner) => Some(inner),
@@ -173,12 +174,12 @@ impl<'a> MessageView<'a> {
         }
     }
 
-    /// The ENVELOPE of the message.
+    /// Builds the ENVELOPE of the message.
     pub(crate) fn envelope(&self) -> Envelope<'static> {
         envelope(self.header_fields(), self.raw)
     }
 
-    /// The BODYSTRUCTURE (`extensible` true) or BODY of the message.
+    /// Builds the BODYSTRUCTURE (`extensible` true) or BODY of the message.
     pub(crate) fn body_structure(&self, extensible: bool) -> BodyStructure<'static> {
         match self.root() {
             Some(root) => structure(root, extensible, 0),
@@ -256,8 +257,8 @@ impl<'m, 'a> Node<'m, 'a> {
     }
 }
 
-/// The length of the header section of `raw`: up to and including the
-/// first empty line, or all of `raw` when it has none.
+/// Measures the header section of `raw`: up to and including the first
+/// empty line, or all of `raw` when it has none.
 pub(crate) fn header_length(raw: &[u8]) -> usize {
     if raw.starts_with(b"\r\n") {
         return 2;
@@ -280,8 +281,8 @@ pub(crate) fn header_length(raw: &[u8]) -> usize {
     raw.len()
 }
 
-/// The header fields of `header` whose names are (`keep` true) or are not
-/// in `names`, each with its continuation lines, then an empty line.
+/// Selects the header fields of `header` whose names are (`keep` true) or
+/// are not in `names`, each with its continuation lines, then an empty line.
 pub(crate) fn filter_fields(header: &[u8], names: &[AString<'_>], keep: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for field in fields(header) {
@@ -325,14 +326,14 @@ pub(crate) fn fields(header: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The name of a header field, without surrounding whitespace.
+/// Extracts the name of a header field, without surrounding whitespace.
 pub(crate) fn field_name(field: &[u8]) -> Option<&[u8]> {
     let colon = field.iter().position(|&b| b == b':')?;
     let name = field.get(..colon)?.trim_ascii();
     (!name.is_empty()).then_some(name)
 }
 
-/// The value of a header field: after the colon, unfolded and trimmed.
+/// Extracts the value of a header field: after the colon, unfolded and trimmed.
 pub(crate) fn field_value(field: &[u8]) -> Vec<u8> {
     let colon = field.iter().position(|&b| b == b':').map_or(0, |c| c + 1);
     let value: Vec<u8> = field
@@ -349,7 +350,7 @@ fn find<'h, 'a>(headers: &'h [Header<'a>], name: &HeaderName<'_>) -> Option<&'h 
     headers.iter().find(|header| &header.name == name)
 }
 
-/// The raw value of the first header called `name`, unfolded.
+/// Extracts the raw value of the first header called `name`, unfolded.
 fn raw_value(headers: &[Header<'_>], raw: &[u8], name: &HeaderName<'_>) -> Option<Vec<u8>> {
     let header = find(headers, name)?;
     let bytes = raw.get(header.offset_start as usize..header.offset_end as usize)?;
@@ -369,14 +370,14 @@ fn nstring_text(value: Option<&str>) -> NString<'static> {
     nstring(value.map(|text| text.as_bytes().to_vec()))
 }
 
-/// A string for BODYSTRUCTURE; one holding NUL, which no IMAP string can
-/// carry, becomes `?`.
+/// Converts a string for BODYSTRUCTURE. A string with NUL, which no IMAP
+/// string can carry, becomes `?`.
 fn istring(value: &str) -> IString<'static> {
     IString::try_from(value.to_owned())
         .unwrap_or_else(|_| IString::Quoted(Quoted::unvalidated("?")))
 }
 
-/// The ENVELOPE structure (RFC 3501 7.4.2) of a header section.
+/// Builds the ENVELOPE structure (RFC 3501 7.4.2) of a header section.
 fn envelope(headers: &[Header<'_>], raw: &[u8]) -> Envelope<'static> {
     let addresses = |name: HeaderName<'_>| -> Vec<Address<'static>> {
         find(headers, &name)
@@ -603,7 +604,7 @@ fn parameters(content_type: Option<&ContentType<'_>>) -> Vec<(IString<'static>, 
         .collect()
 }
 
-/// The disposition, language and location extension fields of a part.
+/// Builds the disposition, language and location extension fields of a part.
 fn disposition(node: Node<'_, '_>) -> Disposition<'static> {
     let headers = node.headers();
     let disposition = find(headers, &HeaderName::ContentDisposition)

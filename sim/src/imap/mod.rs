@@ -1,8 +1,8 @@
 //! IMAP4rev1 server sessions (RFC 3501) with UIDPLUS (RFC 4315), IDLE
 //! (RFC 2177) and LITERAL+ (RFC 7888).
 //!
-//! Commands are decoded and replies encoded by `imap-codec`; this module
-//! holds no IMAP grammar of its own. Parsing and encoding sit apart from the
+//! Commands are decoded and replies encoded by `imap-codec`, so this
+//! module contains no IMAP grammar of its own. Parsing and encoding sit apart from the
 //! handlers, which work on typed commands and return typed replies.
 //!
 //! # Layout

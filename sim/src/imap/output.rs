@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Connection, ReadError, WriteError};
 
-/// Why a session ended before the peer logged out.
+/// Reason a session ended before the peer logged out.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Disconnect {
     /// The peer closed the connection.
@@ -69,7 +69,7 @@ where
         }
     }
 
-    /// The underlying connection, for reading.
+    /// Returns the underlying connection, for reading.
     pub(crate) fn conn(&mut self) -> &mut Connection<S> {
         &mut self.conn
     }

@@ -1,8 +1,8 @@
 //! Command framing: lines and literals in, decoded commands out.
 //!
 //! A command is one or more lines joined by literals. The reader reads one
-//! bounded line at a time and asks `imap-codec`'s [`CommandCodec`] what it
-//! has: a complete command, a literal announcement (`{n}` or `{n+}`) at the
+//! bounded line at a time and decodes the buffer with `imap-codec`'s
+//! [`CommandCodec`], which reports a complete command, a literal announcement (`{n}` or `{n+}`) at the
 //! end of the buffer, or bytes that are not a command. Synchronizing
 //! literals get a `+` continuation request before their data is read;
 //! non-synchronizing ones (LITERAL+) are read at once. Literals over the
@@ -28,7 +28,7 @@ use crate::conn::{Line, ReadError};
 /// (LOGIN two, APPEND one); the cap bounds how often a command is decoded.
 const MAX_LITERALS: usize = 16;
 
-/// What the reader produced.
+/// A unit of client input, as the reader found it.
 #[derive(Debug)]
 pub(crate) enum Frame {
     /// A complete, well-formed command.
@@ -234,8 +234,8 @@ impl CommandReader {
     }
 }
 
-/// Buffer capacity kept between commands; larger buffers (from an APPEND)
-/// are freed so an idle session holds little memory.
+/// Buffer capacity kept between commands. Larger buffers (from an APPEND)
+/// are freed, so an idle session keeps little memory.
 const RETAINED_CAPACITY: usize = 64 * 1024;
 
 async fn request_literal<S>(out: &mut Output<S>) -> Result<(), ReadError>
@@ -273,7 +273,7 @@ where
     Ok(())
 }
 
-/// The tag at the start of `bytes`, if it is a valid one.
+/// Extracts the tag at the start of `bytes`, if it is a valid one.
 pub(crate) fn leading_tag(bytes: &[u8]) -> Option<Tag<'static>> {
     let end = bytes
         .iter()
@@ -283,8 +283,8 @@ pub(crate) fn leading_tag(bytes: &[u8]) -> Option<Tag<'static>> {
     Tag::try_from(candidate).ok().map(IntoStatic::into_static)
 }
 
-/// The length of a non-synchronizing literal announced at the end of
-/// `line` (`{n+}`), if there is one.
+/// Parses the length of a non-synchronizing literal (`{n+}`) announced
+/// at the end of `line`, if there is one.
 fn non_sync_announcement(line: &[u8]) -> Option<u32> {
     let inner = line.strip_suffix(b"+}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;

@@ -13,7 +13,7 @@ use imap_codec::imap_types::response::{
     Response, Status, StatusBody, StatusKind, Tagged,
 };
 
-/// The capabilities this server announces, in the order it lists them.
+/// Lists the capabilities this server announces, in order.
 /// imap-codec writes IMAP4rev1 as `IMAP4REV1`; capability names are
 /// case-insensitive (RFC 3501 section 7.2.1).
 pub(crate) fn capabilities() -> Vec1<Capability<'static>> {
@@ -47,7 +47,7 @@ pub(crate) enum ExtendedCode {
 }
 
 impl ExtendedCode {
-    /// The code's atom as it appears between brackets.
+    /// Returns the code's atom as it appears between brackets.
     pub(crate) fn atom(self) -> &'static str {
         match self {
             Self::Unavailable => "UNAVAILABLE",
@@ -60,15 +60,15 @@ impl ExtendedCode {
         }
     }
 
-    /// The code as a typed value. `CodeOther` has only an unvalidated
-    /// constructor, so the atom is checked with `Atom::try_from` first; a
-    /// unit test also checks that `imap-codec` decodes each code back to the
-    /// same `Code::Other`.
+    /// Builds the code as a typed value. `CodeOther` has only an
+    /// unvalidated constructor, so the atom is checked with `Atom::try_from`
+    /// first. A unit test also checks that `imap-codec` decodes each code
+    /// back to the same `Code::Other`.
     pub(crate) fn code(self) -> Code<'static> {
         match Atom::try_from(self.atom()) {
             Ok(atom) => Code::Other(CodeOther::unvalidated(atom.inner().as_bytes().to_vec())),
-            // Every atom above is a valid IMAP atom; this arm is unreachable
-            // but sends a code-less answer rather than panicking.
+            // Every atom above is a valid IMAP atom, so this arm is never
+            // taken. It exists so that an invalid atom cannot panic.
             Err(_) => Code::Alert,
         }
     }
@@ -95,7 +95,7 @@ pub(crate) fn text(value: impl Into<Cow<'static, str>>) -> Text<'static> {
     Text::try_from(value.into_owned()).unwrap_or_else(|_| Text::unvalidated("-"))
 }
 
-/// How a command completed: the kind, code and text of its tagged response.
+/// Outcome of a command: the kind, code and text of its tagged response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Completion {
     /// OK, NO or BAD.
@@ -152,7 +152,7 @@ impl Completion {
         }
     }
 
-    /// The tagged response for `tag`.
+    /// Builds the tagged response for `tag`.
     pub(crate) fn into_response(self, tag: Tag<'static>) -> Response<'static> {
         Response::Status(Status::Tagged(Tagged {
             tag,
@@ -165,7 +165,7 @@ impl Completion {
     }
 }
 
-/// An untagged status response (`* OK`, `* NO`, `* BAD`).
+/// Builds an untagged status response (`* OK`, `* NO`, `* BAD`).
 pub(crate) fn untagged(
     kind: StatusKind,
     code: Option<Code<'static>>,
@@ -178,7 +178,7 @@ pub(crate) fn untagged(
     }))
 }
 
-/// A `* BYE` response.
+/// Builds a `* BYE` response.
 pub(crate) fn bye(
     code: Option<Code<'static>>,
     value: impl Into<Cow<'static, str>>,
@@ -189,13 +189,13 @@ pub(crate) fn bye(
     }))
 }
 
-/// The untagged CAPABILITY response.
+/// Builds the untagged CAPABILITY response.
 pub(crate) fn capability_data() -> Response<'static> {
     Response::Data(Data::Capability(capabilities()))
 }
 
-/// A command continuation request with text, as sent before literal data
-/// and when IDLE starts.
+/// Builds a command continuation request with text, as sent before
+/// literal data and when IDLE starts.
 pub(crate) fn continuation(value: &'static str) -> Response<'static> {
     match CommandContinuationRequest::basic(None, value) {
         Ok(request) => Response::CommandContinuationRequest(request),
@@ -203,12 +203,12 @@ pub(crate) fn continuation(value: &'static str) -> Response<'static> {
     }
 }
 
-/// The empty SASL challenge (`+ `) that asks for AUTHENTICATE data.
+/// Builds the empty SASL challenge (`+ `) that requests AUTHENTICATE data.
 pub(crate) fn empty_challenge() -> Response<'static> {
     Response::CommandContinuationRequest(CommandContinuationRequest::base64(&[][..]))
 }
 
-/// The OK greeting with the capability list in its response code.
+/// Builds the OK greeting with the capability list in its response code.
 pub(crate) fn greeting(hostname: &str) -> Greeting<'static> {
     Greeting {
         kind: GreetingKind::Ok,
@@ -217,7 +217,8 @@ pub(crate) fn greeting(hostname: &str) -> Greeting<'static> {
     }
 }
 
-/// The BYE greeting sent when a listener has no room for another connection.
+/// Builds the BYE greeting sent when a listener has no room for another
+/// connection.
 pub(crate) fn busy_greeting() -> Greeting<'static> {
     Greeting {
         kind: GreetingKind::Bye,

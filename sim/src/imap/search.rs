@@ -8,13 +8,15 @@
 
 use std::cmp::Ordering;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::response::{Code, Data, Response};
 use imap_codec::imap_types::search::SearchKey;
-use mail_parser::{HeaderValue, MessageParser};
+use imap_codec::imap_types::sequence::SequenceSet;
+use mail_parser::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::message::{MessageView, field_name, field_value, fields};
@@ -27,8 +29,8 @@ use crate::store::{Flags, StoredMessage, SystemFlags};
 /// A compiled search key.
 enum Query {
     All,
-    /// Membership by index into the view.
-    Members(Vec<bool>),
+    /// Membership by index into the view: sorted, disjoint ranges.
+    Members(Vec<Range<usize>>),
     Flag(SystemFlags, bool),
     Keyword(String, bool),
     Recent(bool),
@@ -128,18 +130,8 @@ fn snapshot(selection: &Selection, account: &crate::store::Account) -> Vec<Candi
         .collect()
 }
 
-fn members(
-    selection: &Selection,
-    set: &imap_codec::imap_types::sequence::SequenceSet,
-    uid: bool,
-) -> Query {
-    let mut table = vec![false; selection.len()];
-    for index in selection.resolve(set, uid) {
-        if let Some(slot) = table.get_mut(index) {
-            *slot = true;
-        }
-    }
-    Query::Members(table)
+fn members(selection: &Selection, set: &SequenceSet, uid: bool) -> Query {
+    Query::Members(selection.resolve_ranges(set, uid))
 }
 
 fn compile(key: &SearchKey<'_>, selection: &Selection) -> Query {
@@ -202,7 +194,12 @@ impl Query {
     fn matches(&self, candidate: &Candidate, view: &MessageView<'_>) -> bool {
         match self {
             Self::All => true,
-            Self::Members(table) => table.get(candidate.index).copied().unwrap_or(false),
+            Self::Members(ranges) => {
+                let after = ranges.partition_point(|range| range.end <= candidate.index);
+                ranges
+                    .get(after)
+                    .is_some_and(|range| range.contains(&candidate.index))
+            }
             Self::Flag(flag, set) => candidate.flags.system.contains(*flag) == *set,
             Self::Keyword(keyword, set) => {
                 let present = candidate
@@ -235,7 +232,7 @@ impl Query {
     }
 }
 
-/// Date comparison where "greater" means "on or after", as SINCE asks.
+/// Compares dates; "greater" means "on or after", as SINCE requires.
 fn compare_day(actual: NaiveDate, wanted: NaiveDate, ordering: Ordering) -> bool {
     match ordering {
         Ordering::Less => actual < wanted,
@@ -244,7 +241,7 @@ fn compare_day(actual: NaiveDate, wanted: NaiveDate, ordering: Ordering) -> bool
     }
 }
 
-/// The date of the Date header, in the header's own time zone.
+/// Reads the date of the Date header, in the header's own time zone.
 fn sent_date(view: &MessageView<'_>) -> Option<NaiveDate> {
     let header = view
         .header_fields()
@@ -277,20 +274,15 @@ fn header_contains(view: &MessageView<'_>, name: &[u8], needle: &[u8]) -> bool {
     if !found || needle.is_empty() {
         return false;
     }
-    decoded_values(view.header(), name)
+    decoded_values(view, name)
         .iter()
         .any(|value| contains(value.as_bytes(), needle))
 }
 
-/// Decoded values of the fields called `name`, for matching encoded words.
-fn decoded_values(header: &[u8], name: &[u8]) -> Vec<String> {
-    let Some(message) = MessageParser::new().parse_headers(header) else {
-        return Vec::new();
-    };
-    let Some(part) = message.parts.first() else {
-        return Vec::new();
-    };
-    part.headers
+/// Collects the decoded values of the fields called `name`, for matching
+/// encoded words. Uses the view's header parse, so it runs once per message.
+fn decoded_values(view: &MessageView<'_>, name: &[u8]) -> Vec<String> {
+    view.header_fields()
         .iter()
         .filter(|header| header.name.as_str().as_bytes().eq_ignore_ascii_case(name))
         .flat_map(|header| match &header.value {

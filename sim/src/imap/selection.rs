@@ -2,13 +2,14 @@
 //!
 //! Message sequence numbers belong to a session, not to the store: another
 //! session may expunge or add messages at any time, but this session's
-//! numbers change only when it tells its client, with an untagged EXPUNGE
+//! numbers change only when it informs its client with an untagged EXPUNGE
 //! or EXISTS response (RFC 3501 sections 5.2 and 7.4.1). So the view keeps
 //! its own list of UIDs and reconciles it with the store only at points
 //! where such responses are allowed.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
+use std::ops::Range;
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
@@ -29,7 +30,7 @@ pub(crate) struct Selection {
     recent: BTreeSet<u32>,
 }
 
-/// What SELECT and EXAMINE report besides the view itself.
+/// Mailbox state that SELECT and EXAMINE report besides the view itself.
 #[derive(Debug)]
 pub(crate) struct Summary {
     /// Number of messages.
@@ -60,12 +61,12 @@ pub(crate) struct Changes {
     pub expunges_pending: bool,
 }
 
-/// Why the view can no longer follow its folder.
+/// Reason the view can no longer follow its folder.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Lost {
     /// The folder was deleted or renamed away.
     Gone,
-    /// The folder's UIDVALIDITY changed, so every UID the client holds is void.
+    /// The folder's UIDVALIDITY changed, so every UID the client has is void.
     UidValidityChanged,
 }
 
@@ -118,12 +119,12 @@ impl Selection {
         self.uids.len()
     }
 
-    /// The UID at `index`.
+    /// Returns the UID at `index`.
     pub(crate) fn uid(&self, index: usize) -> Option<u32> {
         self.uids.get(index).copied()
     }
 
-    /// The sequence number of `uid`, if the view has it.
+    /// Finds the sequence number of `uid`, if the view has it.
     pub(crate) fn sequence_of(&self, uid: u32) -> Option<NonZeroU32> {
         self.uids
             .binary_search(&uid)
@@ -151,7 +152,7 @@ impl Selection {
         let mut changes = Changes::default();
 
         // UIDs only grow, so equal counts and equal last UIDs mean the
-        // store holds exactly the UIDs of the view.
+        // store contains exactly the UIDs of the view.
         let last_seen = self.uids.last().copied();
         if folder.len() == self.uids.len() && folder.messages().last().map(|e| e.uid) == last_seen {
             return Ok(changes);
@@ -200,10 +201,20 @@ impl Selection {
         expunged
     }
 
-    /// Indices into the view selected by `set`, ascending and without
-    /// duplicates. With `uid`, the set holds UIDs; otherwise sequence
+    /// Resolves `set` to indices into the view, ascending and without
+    /// duplicates. With `uid` the set contains UIDs, otherwise sequence
     /// numbers. Numbers past the end are ignored.
     pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
+        self.resolve_ranges(set, uid)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Resolves `set` like [`Selection::resolve`], as sorted, disjoint
+    /// ranges of indices, so a large set costs memory in proportion to its
+    /// text, not to the mailbox.
+    pub(crate) fn resolve_ranges(&self, set: &SequenceSet, uid: bool) -> Vec<Range<usize>> {
         let largest = if uid {
             self.uids.last().copied().unwrap_or(0)
         } else {
@@ -214,8 +225,7 @@ impl Selection {
             SeqOrUid::Asterisk => largest,
         };
 
-        // Each sequence becomes a half-open range of indices.
-        let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(set.0.as_ref().len());
+        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(set.0.as_ref().len());
         for sequence in set.0.as_ref() {
             let (a, b) = match sequence {
                 Sequence::Single(single) => (value(single), value(single)),
@@ -225,40 +235,38 @@ impl Selection {
             let range = if uid {
                 let start = self.uids.partition_point(|&u| u < low);
                 let end = self.uids.partition_point(|&u| u <= high);
-                (start, end)
+                start..end
             } else {
                 let start = (low.max(1) - 1) as usize;
                 let end = (high as usize).min(self.uids.len());
-                (start, end)
+                start..end
             };
-            if range.0 < range.1 {
+            if !range.is_empty() {
                 ranges.push(range);
             }
         }
 
-        // Merge overlapping ranges so a set repeating `1:*` costs no more
-        // than one `1:*`.
-        ranges.sort_unstable();
-        let mut indices = Vec::new();
-        let mut covered = 0;
-        for (start, end) in ranges {
-            let start = start.max(covered);
-            if start < end {
-                indices.extend(start..end);
-                covered = end;
+        // Merge overlapping and adjacent ranges, so a set repeating `1:*`
+        // costs no more than one `1:*`.
+        ranges.sort_unstable_by_key(|range| (range.start, range.end));
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            match merged.last_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => merged.push(range),
             }
         }
-        indices
+        merged
     }
 }
 
-/// The sequence number of the message at `index`.
+/// Converts an index into the view to a sequence number.
 pub(crate) fn sequence_number(index: usize) -> u32 {
     count(index).saturating_add(1)
 }
 
-/// A count as u32; folders never hold more than `u32::MAX` messages because
-/// UIDs are u32.
+/// Converts a count to u32, saturating. A folder cannot have more than
+/// `u32::MAX` messages because UIDs are u32.
 pub(crate) fn count(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
@@ -358,6 +366,17 @@ mod tests {
         assert_eq!(view.resolve(&set("2:*"), false), vec![1, 2, 3]);
         assert_eq!(view.resolve(&set("3,1,3:9"), false), vec![0, 2, 3]);
         assert_eq!(view.resolve(&set("7"), false), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn resolve_ranges_merges_overlaps() {
+        let account = store_with(6);
+        let (view, _) = Selection::open(&mut account.mailboxes(), INBOX, false).unwrap();
+        assert_eq!(
+            view.resolve_ranges(&set("1:2,3,5:*,6,2:3"), false),
+            vec![0..3, 4..6]
+        );
+        assert_eq!(view.resolve_ranges(&set("1:*,1:*"), true), vec![0..6]);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //!   any state ──LOGOUT, autologout, fault──▶ Logout (connection closed)
 //! ```
 //!
-//! Each state is a variant that holds only what that state needs: a login
-//! holds the account's connection slot, a selection its mailbox view.
+//! Each state is a variant that contains only what that state needs: a
+//! login keeps the account's connection slot, a selection its mailbox view.
 //! Before every command of a logged-in session the account's policy runs:
 //! faults, the per-command latency and the command budget, in that order.
 
@@ -50,7 +50,7 @@ impl Login {
         Self { guard, changes }
     }
 
-    /// The logged-in account.
+    /// Returns the logged-in account.
     pub(crate) fn account(&self) -> &Arc<Account> {
         self.guard.account()
     }
@@ -91,7 +91,7 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// A session on `stream`, before the greeting.
+    /// Creates a session on `stream`; nothing is sent before [`Session::run`].
     pub(crate) fn new(service: Service, stream: S) -> Self {
         Self {
             service,
@@ -166,7 +166,7 @@ where
         }
     }
 
-    /// Answers one frame from the reader.
+    /// Replies to one frame from the reader.
     async fn handle(&mut self, frame: Frame) -> Result<(), Disconnect> {
         match frame {
             Frame::Command(command) => self.command(command).await,
@@ -253,8 +253,8 @@ where
             return self.complete(tag, refusal).await;
         }
 
-        // RFC 3501 7.4.1: no EXPUNGE responses while answering FETCH, STORE
-        // or SEARCH, whose client may be holding sequence numbers.
+        // RFC 3501 7.4.1 forbids EXPUNGE responses during FETCH, STORE and
+        // SEARCH, because the client may be using sequence numbers.
         let expunge_allowed = !matches!(
             body,
             CommandBody::Fetch { uid: false, .. }
@@ -311,9 +311,9 @@ where
         Ok(None)
     }
 
-    /// Stops answering while a stall fault is in effect. A stall with a
-    /// scheduled end is waited out; one without an end is checked every
-    /// second until the idle timeout, after which the session autologs out.
+    /// Stops replying while a stall fault is in effect. A stall with a
+    /// scheduled end is waited out. One without an end is checked every
+    /// second until the idle timeout, and then the session logs out.
     async fn wait_out_stall(&mut self) -> Result<(), Disconnect> {
         tracing::warn!("session stalled by injected fault");
         let deadline = Instant::now() + self.service.limits().imap_idle_timeout;
@@ -435,7 +435,7 @@ where
         }
     }
 
-    /// The login, in the authenticated and selected states.
+    /// Returns the login in the authenticated and selected states.
     pub(super) fn login(&self) -> Option<&Login> {
         match &self.state {
             State::Authenticated { login } | State::Selected { login, .. } => Some(login),
@@ -443,7 +443,7 @@ where
         }
     }
 
-    /// The selected mailbox and its account.
+    /// Returns the selected mailbox and its login.
     pub(super) fn selected(&mut self) -> Option<(&mut Login, &mut Selection)> {
         match &mut self.state {
             State::Selected { login, selection } => Some((login, selection)),
@@ -503,8 +503,8 @@ where
 
     // NOTE: when the selected folder's UIDVALIDITY changes (a UIDVALIDITY
     // reset fault) or the folder disappears, the session sends BYE and
-    // closes, as RFC 3501 section 2.3.1.1 allows, instead of reporting the
-    // new UIDVALIDITY in place; the client reconnects and resynchronizes.
+    // closes, as RFC 3501 section 2.3.1.1 allows. It does not report the
+    // new UIDVALIDITY in place, so the client must reconnect to resync.
     async fn end_for_lost_mailbox(&mut self, lost: Lost) -> Result<(), Disconnect> {
         let text = match lost {
             Lost::Gone => "Selected mailbox no longer exists",
@@ -519,7 +519,7 @@ where
     }
 }
 
-/// The BAD reply for a command sent in a state that does not allow it.
+/// Builds the BAD reply for a command sent in a state that does not allow it.
 pub(super) fn wrong_state(state: &State) -> Completion {
     match state {
         State::NotAuthenticated => Completion::bad("Not logged in"),

@@ -21,7 +21,7 @@ use super::response::{Completion, ExtendedCode};
 use super::session::{Session, wrong_state};
 use crate::store::{Flags, StoredMessage};
 
-/// Why a COPY changed nothing.
+/// Reason a COPY changed nothing.
 enum CopyFailure {
     /// The target folder does not exist.
     NoTarget,
@@ -158,8 +158,8 @@ where
     }
 }
 
-/// A UID set with runs of consecutive UIDs written as ranges, in the order
-/// given; `None` for an empty list.
+/// Builds a UID set in the order given, with runs of consecutive UIDs
+/// written as ranges; `None` for an empty list.
 fn uid_set(uids: &[u32]) -> Option<UidSet> {
     let mut elements = Vec::new();
     let mut run: Option<(u32, u32)> = None;

@@ -30,7 +30,7 @@ pub fn connect(service: &Service, chunk: usize) -> Client {
     Client::connect(service, serve, chunk)
 }
 
-/// The length of the greeting at the start of `bytes`, once complete.
+/// Measures the greeting at the start of `bytes`, once it is complete.
 pub fn greeting(bytes: &[u8]) -> TestResult<Option<usize>> {
     match GreetingCodec::new().decode(bytes) {
         Ok((rest, _)) => Ok(Some(bytes.len() - rest.len())),
@@ -41,7 +41,7 @@ pub fn greeting(bytes: &[u8]) -> TestResult<Option<usize>> {
     }
 }
 
-/// What a step waits for.
+/// Condition a step waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
     /// The tagged reply to `tag`, or a continuation request.
@@ -50,8 +50,8 @@ pub enum Until {
     Responses(usize),
 }
 
-/// The length of the responses at the start of `bytes` up to and including
-/// the one `until` waits for, once they are complete. Every response must
+/// Measures the responses at the start of `bytes` up to and including the
+/// one `until` waits for, once they are complete. Every response must
 /// decode with imap-codec, so the test also checks the reply grammar.
 pub fn replies(bytes: &[u8], until: Until) -> TestResult<Option<usize>> {
     let wanted = match until {
@@ -159,7 +159,7 @@ pub const FORWARDED: &[u8] = include_bytes!("messages/forwarded.eml");
 /// A message delivered during tests.
 pub const LATE: &[u8] = include_bytes!("messages/late.eml");
 
-/// The test organisation: alice with three messages in INBOX (the second
+/// Builds the test organisation: alice with three messages in INBOX (the second
 /// `\Seen`, the third `\Flagged`, with internal dates a day apart from
 /// the epoch on) and two more folders, and bob with an empty INBOX.
 pub fn world() -> Service {

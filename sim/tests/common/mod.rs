@@ -2,7 +2,7 @@
 //! in-memory client that sends in chunks of any size, and transcript
 //! rendering for snapshots.
 //!
-//! Nothing here knows a protocol. A test says when a reply is complete by
+//! Nothing here depends on a protocol. A test marks where a reply ends by
 //! passing a function that finds the end of one reply in the bytes
 //! received so far.
 
@@ -33,18 +33,18 @@ pub const CHUNK_SIZES: [usize; 8] = [1, 2, 3, 5, 7, 16, 64, usize::MAX];
 const PIPE_CAPACITY: usize = 64 * 1024;
 
 /// How long a client waits for a reply before the test fails. Tests run on
-/// a paused clock, so this is virtual time; it is longer than any idle
-/// timeout so that an autologout shows up as a reply, not as a timeout.
+/// a paused clock, so this is virtual time. It is longer than any idle
+/// timeout, so an autologout shows up as a reply, not as a timeout.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 
-/// The start of every test clock.
+/// Returns the start of every test clock.
 pub fn epoch() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(EPOCH)
         .map(|date| date.with_timezone(&Utc))
         .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
-/// A service on the test clock with `limits`.
+/// Builds a service on the test clock with `limits`.
 pub fn service_with(limits: Limits) -> Service {
     Service::builder()
         .clock(SimClock::starting_at(epoch()))
@@ -53,7 +53,7 @@ pub fn service_with(limits: Limits) -> Service {
         .build()
 }
 
-/// A service on the test clock with default limits.
+/// Builds a service on the test clock with default limits.
 pub fn service() -> Service {
     service_with(Limits::default())
 }
@@ -89,7 +89,7 @@ impl Client {
         }
     }
 
-    /// Sends `bytes` in chunks, yielding between chunks so the server sees
+    /// Sends `bytes` in chunks, yielding between chunks so the server reads
     /// each one separately, and records them as client lines.
     pub async fn send(&mut self, bytes: &[u8]) -> TestResult {
         render_into(&mut self.transcript, "C", bytes);
@@ -174,7 +174,7 @@ impl Client {
         Ok(self.transcript)
     }
 
-    /// The transcript so far.
+    /// Returns the transcript so far.
     pub fn transcript(&self) -> &str {
         &self.transcript
     }
