@@ -219,6 +219,7 @@ async fn imap_search_keys() -> TestResult {
         Command("t3 SEARCH ON 3-May-2024"),
         Command("t4 SEARCH SENTSINCE 2-May-2024"),
         Command("t5 SEARCH SENTBEFORE 2-May-2024"),
+        Command("t5a SEARCH SENTON 3-May-2024"),
         Command("t6 SEARCH LARGER 600"),
         Command("t7 SEARCH SMALLER 600"),
         Command("t8 SEARCH HEADER MESSAGE-ID <multi-2@example.net>"),

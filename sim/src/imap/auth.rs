@@ -117,7 +117,8 @@ where
         let store = self.service.store();
         let Ok(account) = store.authenticate(&credentials.user, credentials.password.expose())
         else {
-            tracing::info!(user = credentials.user, "login failed: invalid credentials");
+            // The user name is a LOGIN argument too, so it stays out of the log.
+            tracing::info!("login failed: invalid credentials");
             return Ok(authentication_failed());
         };
 

@@ -721,6 +721,18 @@ inner text\r\n\
     }
 
     #[test]
+    fn envelope_marks_groups() {
+        let view = MessageView::new(b"From: a@example.org\r\nTo: Team: b@example.org;\r\n\r\n");
+        let to = view.envelope().to;
+        assert_eq!(to.len(), 3);
+        assert_eq!(to[0].mailbox, nstring(Some(b"Team".to_vec())));
+        assert_eq!(to[0].host, NString(None));
+        assert_eq!(to[1].mailbox, nstring(Some(b"b".to_vec())));
+        assert_eq!(to[2].mailbox, NString(None));
+        assert_eq!(to[2].host, NString(None));
+    }
+
+    #[test]
     fn body_structure_describes_parts() {
         let view = MessageView::new(MULTIPART);
         let BodyStructure::Multi { bodies, .. } = view.body_structure(false) else {
