@@ -13,9 +13,11 @@
 //! - `session`: connection states, the command loop, policies and faults.
 //! - `selection`: a session's numbering of its selected mailbox.
 //! - `auth`: LOGIN and AUTHENTICATE PLAIN.
-//! - `mailboxes`: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//!   UNSUBSCRIBE, LIST, LSUB, STATUS, CHECK, CLOSE, UNSELECT, EXPUNGE.
-//! - `fetch` with `message`: FETCH and the MIME structure of stored messages.
+//! - `mailboxes`: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST,
+//!   LSUB and STATUS.
+//! - `select`: SELECT, EXAMINE, CHECK, CLOSE, UNSELECT and EXPUNGE.
+//! - `fetch` with `message` and `structure`: FETCH, MIME parts, ENVELOPE
+//!   and BODYSTRUCTURE of stored messages.
 //! - `search`: SEARCH.
 //! - `flags`: STORE and flag conversions.
 //! - `transfer`: COPY and APPEND with UIDPLUS response codes.
@@ -31,8 +33,10 @@ mod output;
 mod reader;
 mod response;
 mod search;
+mod select;
 mod selection;
 mod session;
+mod structure;
 mod transfer;
 
 use tokio::io::{AsyncRead, AsyncWrite};
