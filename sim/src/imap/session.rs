@@ -245,6 +245,8 @@ where
             self.wait_out_stall().await?;
             self.refresh_faults();
         }
+        // LOGOUT skips the policy, so a throttled or failing client can
+        // always end its session.
         let is_logout = matches!(body, CommandBody::Logout);
         if self.login().is_some()
             && !is_logout
