@@ -56,7 +56,9 @@ pub enum WriteError {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
-const WRITE_BUFFER: usize = 64 * 1024;
+// Writes of a whole buffer or more bypass it, so a larger buffer would only
+// cost memory per session.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// A buffered connection with bounded reads and fault-aware writes.
 pub struct Connection<S> {

@@ -113,9 +113,3 @@ mod tests {
         assert_send(&future);
     }
 }
-
-/// Answers "too many connections" and closes.
-pub async fn refuse_busy<S: tokio::io::AsyncWrite + Unpin>(stream: S) {
-    let _ = stream;
-    todo!()
-}
