@@ -192,7 +192,7 @@ fn fetchmail_retrieves_every_message() {
             &rc,
             format!(
                 "poll 127.0.0.1 service {port} protocol {protocol} auth password\n  \
-                 user \"bob@demo.test\" password \"demo\" keep fetchall\n  \
+                 user \"bob@demo.test\" password \"demo\" keep fetchall sslproto \"\"\n  \
                  mda \"/bin/sh -c 'cat > {}/$$.eml'\"\n",
                 target.display()
             ),

@@ -43,7 +43,7 @@ def main():
         check(refused == {}, f"SMTP refused {refused}")
 
     imap = imaplib.IMAP4(HOST, imap_port)
-    check(b"IMAP4rev1" in imap.capability()[1][0], "CAPABILITY lacks IMAP4rev1")
+    check(b"IMAP4REV1" in imap.capability()[1][0].upper(), "CAPABILITY lacks IMAP4rev1")
     imap.login(USER, PASSWORD)
 
     status, folders = imap.list()
