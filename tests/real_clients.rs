@@ -240,16 +240,16 @@ fn mbsync_retrieves_every_message() {
             "IMAPAccount sim\nHost 127.0.0.1\nPort {}\nUser carol@demo.test\nPass demo\n\
              SSLType None\nAuthMechs LOGIN\n\n\
              IMAPStore sim-remote\nAccount sim\n\n\
-             MaildirStore local\nPath {}/\nInbox {}/INBOX\n\n\
-             Channel sim\nFar :sim-remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync Pull\n",
+             MaildirStore local\nPath {}/\nInbox {}\n\n\
+             Channel sim\nFar :sim-remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync Pull\nSyncState *\n",
             served.imap.port(),
             maildir.display(),
-            maildir.display()
+            dir.path().join("inbox").display()
         ),
     )
     .unwrap();
     run_ok("mbsync", &["--config", config.to_str().unwrap(), "--all"]);
-    let inbox = maildir.join("INBOX");
+    let inbox = dir.path().join("inbox");
     let retrieved = fs::read_dir(inbox.join("new")).unwrap().count()
         + fs::read_dir(inbox.join("cur")).unwrap().count();
     assert_eq!(retrieved, total);
