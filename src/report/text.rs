@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use super::{Latency, Report, StrategyReport};
 use crate::scenario::units::format_duration;
 
+/// Renders one strategy's value in a table row.
+type Cell = fn(&StrategyReport) -> String;
+
 const LABEL_WIDTH: usize = 28;
 const COLUMN_WIDTH: usize = 16;
 
@@ -31,7 +34,7 @@ pub fn render_text(report: &Report) -> String {
 
     let columns = &report.strategies;
     row(&mut out, "", columns.iter().map(|s| s.strategy.clone()));
-    let numbers: [(&str, fn(&StrategyReport) -> String); 15] = [
+    let numbers: [(&str, Cell); 15] = [
         ("polled mailboxes", |s| s.polled_mailboxes.to_string()),
         ("delivered", |s| s.delivered.to_string()),
         ("records created", |s| s.records.to_string()),

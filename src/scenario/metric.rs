@@ -162,10 +162,10 @@ impl Metric {
         if let Some(metric) = simple {
             return Ok(metric);
         }
-        if let Some(level) = text.strip_prefix("errors.") {
-            if let Some(level) = ErrorLevel::ALL.into_iter().find(|l| l.name() == level) {
-                return Ok(Self::Errors(Some(level)));
-            }
+        if let Some(level) = text.strip_prefix("errors.")
+            && let Some(level) = ErrorLevel::ALL.into_iter().find(|l| l.name() == level)
+        {
+            return Ok(Self::Errors(Some(level)));
         }
         if let Some(rest) = text.strip_prefix("latency.") {
             let (group, statistic) = match rest.rsplit_once('.') {

@@ -458,13 +458,14 @@ impl Resolver<'_, '_> {
         };
         let cc_default = if cc.is_empty() { 0.0 } else { 1.0 };
         let cc_share = self.share(raw.cc_share.as_ref(), "cc_share", cc_default);
-        if cc_share > 0.0 && cc.is_empty() {
-            if let Some(share) = &raw.cc_share {
-                self.error(
-                    span_of(share),
-                    "cc_share is set but cc is missing; add cc = \"<group or address>\"",
-                );
-            }
+        if cc_share > 0.0
+            && cc.is_empty()
+            && let Some(share) = &raw.cc_share
+        {
+            self.error(
+                span_of(share),
+                "cc_share is set but cc is missing; add cc = \"<group or address>\"",
+            );
         }
         let reply_share = self.share(raw.reply_share.as_ref(), "reply_share", 0.0);
         let reply_keys = match &raw.reply_keys {
@@ -654,13 +655,13 @@ impl Resolver<'_, '_> {
                 return None;
             }
         };
-        if let Some(bytes) = &raw.bytes {
-            if !matches!(kind, FaultKind::ResetAfterBytes(_)) {
-                self.error(
-                    span_of(bytes),
-                    "bytes applies only to kind = \"reset-after-bytes\"",
-                );
-            }
+        if let Some(bytes) = &raw.bytes
+            && !matches!(kind, FaultKind::ResetAfterBytes(_))
+        {
+            self.error(
+                span_of(bytes),
+                "bytes applies only to kind = \"reset-after-bytes\"",
+            );
         }
         let until = match &raw.until {
             Some(until) if kind.is_one_shot() => {
