@@ -172,34 +172,6 @@ where
         Ok(listed)
     }
 
-    /// Lists the UIDs of messages at or below `up_to`.
-    pub(crate) async fn list_up_to(&mut self, up_to: u32) -> Result<Vec<u32>, SessionError> {
-        let Some(last) = NonZeroU32::new(up_to) else {
-            return Ok(Vec::new());
-        };
-        let set = SequenceSet::from(Sequence::Range(
-            SeqOrUid::Value(NonZeroU32::MIN),
-            SeqOrUid::Value(last),
-        ));
-        let mut uids = Vec::new();
-        let body = CommandBody::fetch(set, vec![MessageDataItemName::Uid], true).map_err(protocol)?;
-        self.execute(body, CommandKind::Other, |data| {
-            if let Data::Fetch { items, .. } = data {
-                for item in items.as_ref() {
-                    if let MessageDataItem::Uid(value) = item {
-                        if value.get() <= up_to {
-                            uids.push(value.get());
-                        }
-                    }
-                }
-            }
-        })
-        .await?;
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
-    }
-
     /// Downloads the given messages without setting \Seen, in UID order.
     /// Messages expunged meanwhile are missing from the result.
     pub(crate) async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, SessionError> {
