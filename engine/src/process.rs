@@ -126,15 +126,15 @@ pub(crate) fn process(
         Some(id) if !id.is_empty() => Arc::from(id),
         _ => synthetic_message_id(email.raw_message()),
     };
-    if let (Some(after), Some(received)) = (info.received_after, received) {
-        if received < after {
-            return Processed::Skip {
-                reason: Reason::ReceivedBeforeStart,
-                message_id: Some(message_id),
-                owner: Some(info.owner.clone()),
-                error: None,
-            };
-        }
+    if let (Some(after), Some(received)) = (info.received_after, received)
+        && received < after
+    {
+        return Processed::Skip {
+            reason: Reason::ReceivedBeforeStart,
+            message_id: Some(message_id),
+            owner: Some(info.owner.clone()),
+            error: None,
+        };
     }
 
     let from = sender(email);

@@ -108,7 +108,7 @@ where
         let mut uidplus = self.uidplus;
         self.execute(CommandBody::Capability, CommandKind::Other, |data| {
             if let Data::Capability(list) = data {
-                uidplus |= list.as_ref().iter().any(|c| *c == Capability::UidPlus);
+                uidplus |= list.as_ref().contains(&Capability::UidPlus);
             }
         })
         .await?;
@@ -190,10 +190,10 @@ where
         let mut fetched = Vec::with_capacity(uids.len());
         let body = CommandBody::fetch(set, names, true).map_err(protocol)?;
         self.execute_owned(body, |data| {
-            if let Data::Fetch { items, .. } = data {
-                if let Some(message) = fetched_message(items) {
-                    fetched.push(message);
-                }
+            if let Data::Fetch { items, .. } = data
+                && let Some(message) = fetched_message(items)
+            {
+                fetched.push(message);
             }
         })
         .await?;
@@ -339,7 +339,7 @@ where
 
     fn note_code(&mut self, code: Option<&Code<'_>>) {
         if let Some(Code::Capability(list)) = code {
-            self.uidplus = list.as_ref().iter().any(|c| *c == Capability::UidPlus);
+            self.uidplus = list.as_ref().contains(&Capability::UidPlus);
         }
     }
 }

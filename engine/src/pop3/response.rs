@@ -134,15 +134,15 @@ fn parse_status(line: &[u8]) -> Result<Status, ParseError> {
         let shown: String = line.chars().take(80).collect();
         return Err(ParseError::NotAStatus(shown));
     };
-    if let Some(after_bracket) = rest.strip_prefix('[') {
-        if let Some(close) = after_bracket.find(']') {
-            let code = after_bracket.get(..close).unwrap_or_default();
-            let text = after_bracket.get(close + 1..).unwrap_or_default().trim_start();
-            return Ok(Status::Err {
-                code: Some(code.to_ascii_uppercase()),
-                text: text.to_owned(),
-            });
-        }
+    if let Some(after_bracket) = rest.strip_prefix('[')
+        && let Some(close) = after_bracket.find(']')
+    {
+        let code = after_bracket.get(..close).unwrap_or_default();
+        let text = after_bracket.get(close + 1..).unwrap_or_default().trim_start();
+        return Ok(Status::Err {
+            code: Some(code.to_ascii_uppercase()),
+            text: text.to_owned(),
+        });
     }
     Ok(Status::Err {
         code: None,
