@@ -200,7 +200,12 @@ pub struct ServerProfile {
 
 impl ServerProfile {
     /// A profile with the default limits and no shared credentials.
-    pub fn new(id: impl Into<ProfileId>, host: impl Into<String>, port: u16, protocol: Protocol) -> Self {
+    pub fn new(
+        id: impl Into<ProfileId>,
+        host: impl Into<String>,
+        port: u16,
+        protocol: Protocol,
+    ) -> Self {
         Self {
             id: id.into(),
             host: host.into(),

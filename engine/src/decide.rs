@@ -151,9 +151,7 @@ fn decide_email(
     let reason = match (draft.filter, regarding) {
         (_, Some(_)) => Reason::CorrelationMatch,
         (TrackingFilter::All, None) => Reason::AcceptAll,
-        (TrackingFilter::FromKnownContacts, None) if draft.sender_is_contact => {
-            Reason::SenderMatch
-        }
+        (TrackingFilter::FromKnownContacts, None) if draft.sender_is_contact => Reason::SenderMatch,
         (TrackingFilter::FromKnownContacts, None) => Reason::InvalidSender,
         (TrackingFilter::ResponsesToTracked | TrackingFilter::None, None) => {
             Reason::NoCorrelationMatch
@@ -262,7 +260,12 @@ mod tests {
     async fn accept_all_creates_activity_and_party() {
         let store = MemoryStore::new();
         let alice = Owner::user("alice");
-        let decision = commit(&store, "alice", 1, draft("m1", alice.clone(), "alice", TrackingFilter::All));
+        let decision = commit(
+            &store,
+            "alice",
+            1,
+            draft("m1", alice.clone(), "alice", TrackingFilter::All),
+        );
         assert_eq!(decision.reason, Reason::AcceptAll);
         assert_eq!(decision.created, Created::Activity);
         let snapshot = store.snapshot();
@@ -278,7 +281,12 @@ mod tests {
             &store,
             "alice",
             1,
-            draft("m1", Owner::user("alice"), "alice", TrackingFilter::ResponsesToTracked),
+            draft(
+                "m1",
+                Owner::user("alice"),
+                "alice",
+                TrackingFilter::ResponsesToTracked,
+            ),
         );
         assert_eq!(decision.reason, Reason::NoCorrelationMatch);
         assert_eq!(decision.created, Created::Nothing);
@@ -289,7 +297,12 @@ mod tests {
     async fn correlates_by_in_reply_to() {
         let store = MemoryStore::new();
         store.track_outgoing("sent-1", "Offer", PREFIX);
-        let mut reply = draft("r1", Owner::user("alice"), "alice", TrackingFilter::ResponsesToTracked);
+        let mut reply = draft(
+            "r1",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::ResponsesToTracked,
+        );
         reply.in_reply_to = Some("sent-1".into());
         let decision = commit(&store, "alice", 1, reply);
         assert_eq!(decision.reason, Reason::CorrelationMatch);
@@ -302,7 +315,12 @@ mod tests {
     async fn correlates_by_tracking_token() {
         let store = MemoryStore::new();
         let token = store.track_outgoing("sent-1", "Offer", PREFIX);
-        let mut reply = draft("r1", Owner::user("alice"), "alice", TrackingFilter::ResponsesToTracked);
+        let mut reply = draft(
+            "r1",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::ResponsesToTracked,
+        );
         reply.tracking_token = Some(token);
         let decision = commit(&store, "alice", 1, reply);
         assert_eq!(decision.reason, Reason::CorrelationMatch);
@@ -313,7 +331,12 @@ mod tests {
     async fn correlates_by_references() {
         let store = MemoryStore::new();
         store.track_outgoing("sent-1", "Offer", PREFIX);
-        let mut reply = draft("r1", Owner::user("alice"), "alice", TrackingFilter::ResponsesToTracked);
+        let mut reply = draft(
+            "r1",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::ResponsesToTracked,
+        );
         reply.in_reply_to = Some("unknown".into());
         reply.references = vec!["older".into(), "sent-1".into()];
         let decision = commit(&store, "alice", 1, reply);
@@ -326,7 +349,12 @@ mod tests {
         let store = MemoryStore::new();
         store.track_outgoing("sent-1", "Offer", PREFIX);
         let second = store.track_outgoing("sent-2", "Other", PREFIX);
-        let mut reply = draft("r1", Owner::user("alice"), "alice", TrackingFilter::ResponsesToTracked);
+        let mut reply = draft(
+            "r1",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::ResponsesToTracked,
+        );
         reply.in_reply_to = Some("sent-1".into());
         reply.tracking_token = Some(second);
         commit(&store, "alice", 1, reply);
@@ -336,18 +364,33 @@ mod tests {
     #[tokio::test]
     async fn dedup_across_user_and_queue() {
         let store = MemoryStore::new();
-        let user = commit(&store, "alice", 1, draft("m1", Owner::user("alice"), "alice", TrackingFilter::All));
+        let user = commit(
+            &store,
+            "alice",
+            1,
+            draft("m1", Owner::user("alice"), "alice", TrackingFilter::All),
+        );
         let queue = commit(
             &store,
             "support",
             7,
-            draft("m1", Owner::queue("support"), "support", TrackingFilter::All),
+            draft(
+                "m1",
+                Owner::queue("support"),
+                "support",
+                TrackingFilter::All,
+            ),
         );
         let again = commit(
             &store,
             "support",
             8,
-            draft("m1", Owner::queue("support"), "support", TrackingFilter::All),
+            draft(
+                "m1",
+                Owner::queue("support"),
+                "support",
+                TrackingFilter::All,
+            ),
         );
         assert_eq!(user.created, Created::Activity);
         assert_eq!(queue.reason, Reason::Duplicate);
@@ -365,11 +408,27 @@ mod tests {
     #[tokio::test]
     async fn known_contacts_filter_checks_sender() {
         let store = MemoryStore::new();
-        let mut known = draft("m1", Owner::user("alice"), "alice", TrackingFilter::FromKnownContacts);
+        let mut known = draft(
+            "m1",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::FromKnownContacts,
+        );
         known.sender_is_contact = true;
-        let stranger = draft("m2", Owner::user("alice"), "alice", TrackingFilter::FromKnownContacts);
-        assert_eq!(commit(&store, "alice", 1, known).reason, Reason::SenderMatch);
-        assert_eq!(commit(&store, "alice", 2, stranger).reason, Reason::InvalidSender);
+        let stranger = draft(
+            "m2",
+            Owner::user("alice"),
+            "alice",
+            TrackingFilter::FromKnownContacts,
+        );
+        assert_eq!(
+            commit(&store, "alice", 1, known).reason,
+            Reason::SenderMatch
+        );
+        assert_eq!(
+            commit(&store, "alice", 2, stranger).reason,
+            Reason::InvalidSender
+        );
     }
 
     #[tokio::test]
@@ -377,13 +436,21 @@ mod tests {
         let store = MemoryStore::new();
         let mut anonymous = draft("m1", Owner::user("alice"), "alice", TrackingFilter::All);
         anonymous.from = None;
-        assert_eq!(commit(&store, "alice", 1, anonymous).reason, Reason::InvalidSender);
+        assert_eq!(
+            commit(&store, "alice", 1, anonymous).reason,
+            Reason::InvalidSender
+        );
     }
 
     #[tokio::test]
     async fn filter_none_tracks_nothing() {
         let store = MemoryStore::new();
-        let decision = commit(&store, "alice", 1, draft("m1", Owner::user("alice"), "alice", TrackingFilter::None));
+        let decision = commit(
+            &store,
+            "alice",
+            1,
+            draft("m1", Owner::user("alice"), "alice", TrackingFilter::None),
+        );
         assert_eq!(decision.reason, Reason::NotTracked);
         assert!(store.snapshot().activities.is_empty());
     }
@@ -396,13 +463,25 @@ mod tests {
             base_version: 3,
             items: vec![BatchItem {
                 key: SourceKey::Uid(1),
-                action: ItemAction::Email(Box::new(draft("m1", Owner::user("alice"), "alice", TrackingFilter::All))),
+                action: ItemAction::Email(Box::new(draft(
+                    "m1",
+                    Owner::user("alice"),
+                    "alice",
+                    TrackingFilter::All,
+                ))),
             }],
             update: SyncUpdate::default(),
             token_prefix: Arc::from(PREFIX),
         };
         let error = store.commit_now(batch).unwrap_err();
-        assert!(matches!(error, StoreError::Conflict { expected: 3, found: 0, .. }));
+        assert!(matches!(
+            error,
+            StoreError::Conflict {
+                expected: 3,
+                found: 0,
+                ..
+            }
+        ));
         assert!(store.snapshot().activities.is_empty());
         assert!(store.snapshot().sync_states.is_empty());
     }

@@ -206,13 +206,19 @@ mod tests {
     #[test]
     fn backoff_parsed_from_exchange_text() {
         let text = "Request is throttled. Suggested Backoff Time: 300000 milliseconds";
-        assert_eq!(parse_suggested_backoff(text), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_suggested_backoff(text),
+            Some(Duration::from_secs(300))
+        );
     }
 
     #[test]
     fn backoff_absent_without_marker() {
         assert_eq!(parse_suggested_backoff("Server unavailable"), None);
-        assert_eq!(parse_suggested_backoff("Suggested Backoff Time: soon"), None);
+        assert_eq!(
+            parse_suggested_backoff("Suggested Backoff Time: soon"),
+            None
+        );
     }
 
     #[test]
@@ -225,7 +231,9 @@ mod tests {
 
     #[test]
     fn refused_connection_is_server_profile_level() {
-        let error = CycleError::from(SessionError::Refused(io::ErrorKind::ConnectionRefused.into()));
+        let error = CycleError::from(SessionError::Refused(
+            io::ErrorKind::ConnectionRefused.into(),
+        ));
         assert_eq!(error.level(), ErrorLevel::ServerProfile);
         assert_eq!(error.kind(), ErrorKind::ConnectionRefused);
     }

@@ -111,7 +111,11 @@ pub(crate) fn process(
             Err(skip) => return skip,
         }
     } else {
-        (&message, fetched_by.clone(), received.or_else(|| date_of(&message)))
+        (
+            &message,
+            fetched_by.clone(),
+            received.or_else(|| date_of(&message)),
+        )
     };
     let Some(info) = directory.mailboxes.get(&mailbox) else {
         return Processed::Skip {
@@ -267,9 +271,19 @@ mod tests {
             profiles: vec![profile],
             mailboxes: vec![
                 MailboxConfig::forward("fwd", Owner::user("admin"), "fwd@example.com", "p"),
-                MailboxConfig::via_forward("alice", Owner::user("alice"), "alice@example.com", "fwd")
-                    .with_filter(TrackingFilter::All),
-                MailboxConfig::direct("support", Owner::queue("support"), "support@example.com", "p"),
+                MailboxConfig::via_forward(
+                    "alice",
+                    Owner::user("alice"),
+                    "alice@example.com",
+                    "fwd",
+                )
+                .with_filter(TrackingFilter::All),
+                MailboxConfig::direct(
+                    "support",
+                    Owner::queue("support"),
+                    "support@example.com",
+                    "p",
+                ),
             ],
             contacts: vec![Contact {
                 name: "Carol".into(),
@@ -301,7 +315,14 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
     fn run(fetched_by: &str, forward: bool, raw: &str) -> Processed {
         let directory = Directory::new(&config());
         let parser = MessageParser::new();
-        process(&directory, &parser, &MailboxId::new(fetched_by), forward, raw.as_bytes(), None)
+        process(
+            &directory,
+            &parser,
+            &MailboxId::new(fetched_by),
+            forward,
+            raw.as_bytes(),
+            None,
+        )
     }
 
     #[test]
@@ -320,7 +341,9 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
 
     #[test]
     fn forwarded_copy_unwraps_to_forwarding_user() {
-        let Processed::Draft(draft) = run("fwd", true, &wrapped("Alice <ALICE@example.com>", ORIGINAL)) else {
+        let Processed::Draft(draft) =
+            run("fwd", true, &wrapped("Alice <ALICE@example.com>", ORIGINAL))
+        else {
             panic!("expected a draft");
         };
         assert_eq!(&*draft.message_id, "q1@example.org");
@@ -338,7 +361,10 @@ Message-ID: <w2@example.com>\r\n\r\n-----Original Message-----\r\nFrom: carol@ex
             panic!("expected a skip, got {processed:?}");
         };
         assert_eq!(reason, Reason::NotForwardedAsAttachment);
-        assert_eq!(error.map(|(kind, _)| kind), Some(ErrorKind::NotForwardedAsAttachment));
+        assert_eq!(
+            error.map(|(kind, _)| kind),
+            Some(ErrorKind::NotForwardedAsAttachment)
+        );
     }
 
     #[test]
@@ -356,7 +382,10 @@ Message-ID: <w2@example.com>\r\n\r\n-----Original Message-----\r\nFrom: carol@ex
     #[test]
     fn headerless_bytes_fail_processing() {
         let garbage = "\u{80}\u{81}\u{82} no header here\r\n\r\nbody\r\n";
-        assert!(matches!(run("support", false, garbage), Processed::Failed(_)));
+        assert!(matches!(
+            run("support", false, garbage),
+            Processed::Failed(_)
+        ));
     }
 
     #[test]
@@ -396,10 +425,19 @@ Message-ID: <w2@example.com>\r\n\r\n-----Original Message-----\r\nFrom: carol@ex
 
     #[test]
     fn token_needs_exactly_seven_digits() {
-        assert_eq!(find_token("Re: CRM:0000042 offer", "CRM:").as_deref(), Some("CRM:0000042"));
-        assert_eq!(find_token("crm:1234567", "CRM:").as_deref(), Some("CRM:1234567"));
+        assert_eq!(
+            find_token("Re: CRM:0000042 offer", "CRM:").as_deref(),
+            Some("CRM:0000042")
+        );
+        assert_eq!(
+            find_token("crm:1234567", "CRM:").as_deref(),
+            Some("CRM:1234567")
+        );
         assert_eq!(find_token("CRM:123456", "CRM:"), None);
         assert_eq!(find_token("CRM:12345678", "CRM:"), None);
-        assert_eq!(find_token("CRM:12 then CRM:7654321", "CRM:").as_deref(), Some("CRM:7654321"));
+        assert_eq!(
+            find_token("CRM:12 then CRM:7654321", "CRM:").as_deref(),
+            Some("CRM:7654321")
+        );
     }
 }

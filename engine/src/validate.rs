@@ -51,7 +51,9 @@ pub enum ConfigError {
         address: String,
     },
     /// A mailbox names a profile that does not exist.
-    #[error("mailbox {mailbox:?} uses server profile {profile:?}, which is not configured; add the profile or fix the id")]
+    #[error(
+        "mailbox {mailbox:?} uses server profile {profile:?}, which is not configured; add the profile or fix the id"
+    )]
     UnknownProfile {
         /// The mailbox.
         mailbox: String,
@@ -59,7 +61,9 @@ pub enum ConfigError {
         profile: String,
     },
     /// A mailbox names a forward mailbox that does not exist.
-    #[error("mailbox {mailbox:?} is forwarded to {forward:?}, which is not configured; add that forward mailbox or fix the id")]
+    #[error(
+        "mailbox {mailbox:?} is forwarded to {forward:?}, which is not configured; add that forward mailbox or fix the id"
+    )]
     UnknownForwardMailbox {
         /// The mailbox.
         mailbox: String,
@@ -67,7 +71,9 @@ pub enum ConfigError {
         forward: String,
     },
     /// A mailbox is forwarded to a mailbox that is not a forward mailbox.
-    #[error("mailbox {mailbox:?} is forwarded to {forward:?}, which has is_forward = false; set is_forward on {forward:?} or forward elsewhere")]
+    #[error(
+        "mailbox {mailbox:?} is forwarded to {forward:?}, which has is_forward = false; set is_forward on {forward:?} or forward elsewhere"
+    )]
     NotAForwardMailbox {
         /// The mailbox.
         mailbox: String,
@@ -75,16 +81,24 @@ pub enum ConfigError {
         forward: String,
     },
     /// A forward mailbox is itself reached through a forward mailbox.
-    #[error("forward mailbox {0:?} has incoming method via forward mailbox; a forward mailbox must be polled directly through a server profile")]
+    #[error(
+        "forward mailbox {0:?} has incoming method via forward mailbox; a forward mailbox must be polled directly through a server profile"
+    )]
     ForwardViaForward(String),
     /// Delete after processing on a user mailbox.
-    #[error("mailbox {0:?} belongs to a user and has delete_after_processing set; it is allowed only on forward and queue mailboxes, so unset it")]
+    #[error(
+        "mailbox {0:?} belongs to a user and has delete_after_processing set; it is allowed only on forward and queue mailboxes, so unset it"
+    )]
     DeleteOnUserMailbox(String),
     /// Delete after processing on a mailbox the engine never polls.
-    #[error("mailbox {0:?} is reached through a forward mailbox and has delete_after_processing set; the engine never polls it, so unset it and set it on the forward mailbox")]
+    #[error(
+        "mailbox {0:?} is reached through a forward mailbox and has delete_after_processing set; the engine never polls it, so unset it and set it on the forward mailbox"
+    )]
     DeleteOnForwardedMailbox(String),
     /// A directly polled mailbox has no credentials.
-    #[error("mailbox {mailbox:?} has no credentials and its server profile {profile:?} has none; set credentials on one of them")]
+    #[error(
+        "mailbox {mailbox:?} has no credentials and its server profile {profile:?} has none; set credentials on one of them"
+    )]
     MissingCredentials {
         /// The mailbox.
         mailbox: String,
@@ -95,7 +109,9 @@ pub enum ConfigError {
     #[error("setting {0} is 0; it must be at least 1")]
     ZeroSetting(&'static str),
     /// The minimum interval exceeds the idle maximum.
-    #[error("poll_interval_min ({min:?}) is longer than poll_interval_idle_max ({max:?}); make the idle maximum at least the minimum")]
+    #[error(
+        "poll_interval_min ({min:?}) is longer than poll_interval_idle_max ({max:?}); make the idle maximum at least the minimum"
+    )]
     IntervalOrder {
         /// The minimum.
         min: std::time::Duration,
@@ -103,7 +119,9 @@ pub enum ConfigError {
         max: std::time::Duration,
     },
     /// The tracking-token prefix is unusable.
-    #[error("tracking_token_prefix {0:?} is empty or contains whitespace or digits at its end; use a prefix such as \"CRM:\"")]
+    #[error(
+        "tracking_token_prefix {0:?} is empty or contains whitespace or digits at its end; use a prefix such as \"CRM:\""
+    )]
     InvalidTokenPrefix(String),
 }
 
@@ -193,7 +211,10 @@ fn check_profiles(profiles: &[ServerProfile], errors: &mut Vec<ConfigError>) {
         if profile.max_connections == 0 {
             errors.push(ConfigError::ZeroConnections(id.to_owned()));
         }
-        if profile.min_poll_interval.is_some_and(|interval| interval.is_zero()) {
+        if profile
+            .min_poll_interval
+            .is_some_and(|interval| interval.is_zero())
+        {
             errors.push(ConfigError::ZeroProfileInterval(id.to_owned()));
         }
     }
@@ -285,9 +306,19 @@ mod tests {
             mailboxes: vec![
                 MailboxConfig::forward("fwd", Owner::user("admin"), "fwd@example.com", "exchange")
                     .with_delete_after_processing(true),
-                MailboxConfig::via_forward("alice", Owner::user("alice"), "alice@example.com", "fwd"),
-                MailboxConfig::direct("support", Owner::queue("support"), "support@example.com", "exchange")
-                    .with_delete_after_processing(true),
+                MailboxConfig::via_forward(
+                    "alice",
+                    Owner::user("alice"),
+                    "alice@example.com",
+                    "fwd",
+                ),
+                MailboxConfig::direct(
+                    "support",
+                    Owner::queue("support"),
+                    "support@example.com",
+                    "exchange",
+                )
+                .with_delete_after_processing(true),
             ],
             ..Config::default()
         }
@@ -343,8 +374,16 @@ mod tests {
         ));
         let errors = config.validate().unwrap_err().0;
         assert!(errors.contains(&ConfigError::DuplicateMailbox("alice".into())));
-        assert!(errors.iter().any(|e| matches!(e, ConfigError::DuplicateAddress { .. })));
-        assert!(errors.iter().any(|e| matches!(e, ConfigError::MissingCredentials { .. })));
+        assert!(
+            errors
+                .iter()
+                .any(|e| matches!(e, ConfigError::DuplicateAddress { .. }))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| matches!(e, ConfigError::MissingCredentials { .. }))
+        );
     }
 
     #[test]
@@ -355,7 +394,11 @@ mod tests {
         config.settings.tracking_token_prefix = "CRM 1".into();
         let errors = config.validate().unwrap_err().0;
         assert!(errors.contains(&ConfigError::ZeroSetting("nodes")));
-        assert!(errors.iter().any(|e| matches!(e, ConfigError::IntervalOrder { .. })));
+        assert!(
+            errors
+                .iter()
+                .any(|e| matches!(e, ConfigError::IntervalOrder { .. }))
+        );
         assert!(errors.contains(&ConfigError::InvalidTokenPrefix("CRM 1".into())));
     }
 }

@@ -30,7 +30,11 @@ struct Dovecot {
 }
 
 fn dovecot() -> Dovecot {
-    let names = ["MAILSIM_DOVECOT_IMAP", "MAILSIM_DOVECOT_POP3", "MAILSIM_DOVECOT_USERS"];
+    let names = [
+        "MAILSIM_DOVECOT_IMAP",
+        "MAILSIM_DOVECOT_POP3",
+        "MAILSIM_DOVECOT_USERS",
+    ];
     let values: Vec<Option<String>> = names.iter().map(|name| std::env::var(name).ok()).collect();
     let missing: Vec<&str> = names
         .iter()
@@ -72,7 +76,10 @@ fn fresh_user(dovecot: &Dovecot, label: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos());
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let user = format!("engine-{label}-{}-{nanos}-{sequence}@test", std::process::id());
+    let user = format!(
+        "engine-{label}-{}-{nanos}-{sequence}@test",
+        std::process::id()
+    );
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&dovecot.users)
@@ -110,7 +117,9 @@ async fn wait_for_account(dovecot: &Dovecot, user: &str) -> TestResult {
             }
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let file = std::fs::OpenOptions::new().append(true).open(&dovecot.users)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&dovecot.users)?;
         file.set_modified(SystemTime::now())?;
     }
     Err(format!("Dovecot never accepted the new account {user}").into())
@@ -129,7 +138,8 @@ async fn append(dovecot: &Dovecot, user: &str, count: usize) -> TestResult {
     let mut commands = format!("L LOGIN \"{user}\" \"{PASSWORD}\"\r\n").into_bytes();
     for index in 0..count {
         let body = message(user, index);
-        commands.extend_from_slice(format!("A{index} APPEND INBOX {{{}+}}\r\n", body.len()).as_bytes());
+        commands
+            .extend_from_slice(format!("A{index} APPEND INBOX {{{}+}}\r\n", body.len()).as_bytes());
         commands.extend_from_slice(body.as_bytes());
         commands.extend_from_slice(b"\r\n");
     }

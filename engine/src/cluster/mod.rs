@@ -115,13 +115,22 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
         let connections = config
             .profiles
             .iter()
-            .map(|profile| (profile.id.clone(), Arc::new(Semaphore::new(profile.max_connections))))
+            .map(|profile| {
+                (
+                    profile.id.clone(),
+                    Arc::new(Semaphore::new(profile.max_connections)),
+                )
+            })
             .collect();
 
         let now = Instant::now();
         let mut status = BTreeMap::new();
         let mut assigned = Vec::new();
-        let polled = config.mailboxes.iter().enumerate().filter(|(_, m)| m.profile().is_some());
+        let polled = config
+            .mailboxes
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.profile().is_some());
         for (slot, (index, mailbox)) in polled.enumerate() {
             let node = NodeId(slot % settings.nodes);
             status.insert(
@@ -166,7 +175,10 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
     /// When `mailbox` polls next; `None` while it runs, when it is disabled,
     /// or when it is not polled directly.
     pub fn next_poll(&self, mailbox: &MailboxId) -> Option<Instant> {
-        self.shared.status().get(mailbox).and_then(|status| status.next_poll)
+        self.shared
+            .status()
+            .get(mailbox)
+            .and_then(|status| status.next_poll)
     }
 
     /// The schedule of `mailbox`, if it is polled directly.
@@ -199,7 +211,10 @@ fn endpoint<'a>(
     mailbox: &'a MailboxConfig,
 ) -> Option<(&'a ServerProfile, &'a Credentials)> {
     let profile = config.profile(mailbox.profile()?)?;
-    let credentials = mailbox.credentials.as_ref().or(profile.credentials.as_ref())?;
+    let credentials = mailbox
+        .credentials
+        .as_ref()
+        .or(profile.credentials.as_ref())?;
     Some((profile, credentials))
 }
 
@@ -223,7 +238,9 @@ async fn mailbox_task<R: RecordStore, C: Connector>(
         return;
     };
     let settings = &config.settings;
-    let min = profile.min_poll_interval.unwrap_or(settings.poll_interval_min);
+    let min = profile
+        .min_poll_interval
+        .unwrap_or(settings.poll_interval_min);
     let mut polling = Polling::new(min, settings.poll_interval_idle_max, settings.retry);
     let context = CycleContext {
         mailbox,
@@ -360,7 +377,14 @@ fn report_failure<R, C>(
     }
 
     let retry = matches!(decision, AfterFailure::Retry(_));
-    cycle_ended(shared, mailbox, node, at, &stats, CycleOutcome::Failed { kind, retry });
+    cycle_ended(
+        shared,
+        mailbox,
+        node,
+        at,
+        &stats,
+        CycleOutcome::Failed { kind, retry },
+    );
     match decision {
         AfterFailure::Retry(delay) => {
             tracing::info!(retry_in = ?delay, "cycle will be retried");

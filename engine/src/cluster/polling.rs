@@ -118,7 +118,10 @@ mod tests {
         let mut polling = polling();
         let reset: CycleError = SessionError::Closed.into();
         for _ in 0..10 {
-            assert_eq!(polling.after_failure(&reset), AfterFailure::Retry(5 * MINUTE));
+            assert_eq!(
+                polling.after_failure(&reset),
+                AfterFailure::Retry(5 * MINUTE)
+            );
         }
         assert_eq!(
             polling.after_failure(&reset),
@@ -135,7 +138,10 @@ mod tests {
         }
         polling.after_success(true);
         assert_eq!(polling.failures(), 0);
-        assert_eq!(polling.after_failure(&reset), AfterFailure::Retry(5 * MINUTE));
+        assert_eq!(
+            polling.after_failure(&reset),
+            AfterFailure::Retry(5 * MINUTE)
+        );
     }
 
     #[test]
@@ -143,8 +149,14 @@ mod tests {
         let mut polling = polling();
         let long = throttled(Some(Duration::from_secs(600)));
         let short = throttled(Some(Duration::from_secs(1)));
-        assert_eq!(polling.after_failure(&long), AfterFailure::Retry(600 * Duration::from_secs(1)));
-        assert_eq!(polling.after_failure(&short), AfterFailure::Retry(5 * MINUTE));
+        assert_eq!(
+            polling.after_failure(&long),
+            AfterFailure::Retry(600 * Duration::from_secs(1))
+        );
+        assert_eq!(
+            polling.after_failure(&short),
+            AfterFailure::Retry(5 * MINUTE)
+        );
     }
 
     #[test]

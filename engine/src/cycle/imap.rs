@@ -98,8 +98,9 @@ where
     } else {
         session.list_after(cursor.last_uid).await?
     };
-    let (leftover, new): (Vec<Listed>, Vec<Listed>) =
-        listed.into_iter().partition(|entry| entry.uid <= cursor.last_uid);
+    let (leftover, new): (Vec<Listed>, Vec<Listed>) = listed
+        .into_iter()
+        .partition(|entry| entry.uid <= cursor.last_uid);
     if !leftover.is_empty() {
         let uids: Vec<u32> = leftover.iter().map(|entry| entry.uid).collect();
         session.delete(&uids).await?;
@@ -111,7 +112,11 @@ where
     }
     let mut version = state.version;
     let mut pending = Some(first_update).filter(|update| !update.is_empty());
-    for chunk in new.get(..limit.min(new.len())).unwrap_or_default().chunks(settings.batch_size) {
+    for chunk in new
+        .get(..limit.min(new.len()))
+        .unwrap_or_default()
+        .chunks(settings.batch_size)
+    {
         let small: Vec<u32> = chunk
             .iter()
             .filter(|entry| !too_large(entry, settings.max_message_size))
@@ -180,7 +185,10 @@ where
         // Both lists are in UID order; skip bodies the listing did not ask for.
         while bodies.next_if(|message| message.uid < entry.uid).is_some() {}
         let Some(message) = bodies.next_if(|message| message.uid == entry.uid) else {
-            tracing::debug!(uid = entry.uid, "listed message missing from FETCH; expunged meanwhile");
+            tracing::debug!(
+                uid = entry.uid,
+                "listed message missing from FETCH; expunged meanwhile"
+            );
             handled.push(entry.uid);
             continue;
         };

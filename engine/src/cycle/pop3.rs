@@ -60,7 +60,11 @@ where
     // Forget UIDLs that left the maildrop, so the set stays as small as it.
     let present: BTreeSet<&str> = listed.iter().map(|entry| &*entry.uidl).collect();
     let mut first_update = SyncUpdate::default();
-    if state.pop3_seen.iter().any(|uidl| !present.contains(&**uidl)) {
+    if state
+        .pop3_seen
+        .iter()
+        .any(|uidl| !present.contains(&**uidl))
+    {
         let retain = state
             .pop3_seen
             .iter()
@@ -85,7 +89,11 @@ where
     }
     let mut version = state.version;
     let mut pending = Some(first_update).filter(|update| !update.is_empty());
-    for chunk in new.get(..limit.min(new.len())).unwrap_or_default().chunks(settings.batch_size) {
+    for chunk in new
+        .get(..limit.min(new.len()))
+        .unwrap_or_default()
+        .chunks(settings.batch_size)
+    {
         let mut builder = BatchBuilder::new(context);
         let mut handled = Vec::with_capacity(chunk.len());
         let mut failure = None;

@@ -94,11 +94,14 @@ where
     }
 
     /// Logs in with LOGIN.
-    pub(crate) async fn login(&mut self, username: &str, password: &Secret) -> Result<(), SessionError> {
-        let body = CommandBody::login(username.to_owned(), password.expose().to_owned())
-            .map_err(|_| {
-                SessionError::Protocol("user name or password cannot be sent with LOGIN".into())
-            })?;
+    pub(crate) async fn login(
+        &mut self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<(), SessionError> {
+        let body = CommandBody::login(username.to_owned(), password.expose().to_owned()).map_err(
+            |_| SessionError::Protocol("user name or password cannot be sent with LOGIN".into()),
+        )?;
         self.execute(body, CommandKind::Login, |_| {}).await?;
         Ok(())
     }
@@ -121,20 +124,23 @@ where
         let mut exists = 0;
         let mut uid_validity = None;
         let untagged = self
-            .execute(CommandBody::select(Mailbox::Inbox).map_err(protocol)?, CommandKind::Other, |data| {
-                if let Data::Exists(count) = data {
-                    exists = *count;
-                }
-            })
+            .execute(
+                CommandBody::select(Mailbox::Inbox).map_err(protocol)?,
+                CommandKind::Other,
+                |data| {
+                    if let Data::Exists(count) = data {
+                        exists = *count;
+                    }
+                },
+            )
             .await?;
         for body in &untagged {
             if let Some(Code::UidValidity(value)) = &body.code {
                 uid_validity = Some(value.get());
             }
         }
-        let uid_validity = uid_validity.ok_or_else(|| {
-            SessionError::Protocol("SELECT INBOX returned no UIDVALIDITY".into())
-        })?;
+        let uid_validity = uid_validity
+            .ok_or_else(|| SessionError::Protocol("SELECT INBOX returned no UIDVALIDITY".into()))?;
         Ok(Selected {
             uid_validity,
             exists,
@@ -230,7 +236,9 @@ where
     /// Logs out and closes the stream; failures are ignored because the
     /// cycle's work is already committed.
     pub(crate) async fn logout(mut self) {
-        let _ = self.execute(CommandBody::Logout, CommandKind::Other, |_| {}).await;
+        let _ = self
+            .execute(CommandBody::Logout, CommandKind::Other, |_| {})
+            .await;
         self.driver.shutdown().await;
     }
 
@@ -297,11 +305,18 @@ where
                         if tagged.body.kind == StatusKind::Ok {
                             return Ok(untagged);
                         }
-                        tracing::debug!(command = name, text = text_of(&tagged.body), "command failed");
+                        tracing::debug!(
+                            command = name,
+                            text = text_of(&tagged.body),
+                            "command failed"
+                        );
                         return Err(classify_failure(&tagged.body, kind));
                     }
                     Status::Tagged(other) => {
-                        tracing::debug!(tag = other.tag.inner(), "status for an unknown tag ignored");
+                        tracing::debug!(
+                            tag = other.tag.inner(),
+                            "status for an unknown tag ignored"
+                        );
                     }
                     Status::Untagged(body) => {
                         self.note_code(body.code.as_ref());
@@ -361,7 +376,11 @@ fn fetched_message(items: Vec1<MessageDataItem<'static>>) -> Option<Fetched> {
                 section: None,
                 data,
                 ..
-            } => raw = data.into_option().map(|bytes| Bytes::from(bytes.into_owned())),
+            } => {
+                raw = data
+                    .into_option()
+                    .map(|bytes| Bytes::from(bytes.into_owned()))
+            }
             _ => {}
         }
     }

@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn authenticationfailed_is_permanent_rejection() {
-        let error = classify_failure(&no(Some("AUTHENTICATIONFAILED"), "Authentication failed."), CommandKind::Login);
+        let error = classify_failure(
+            &no(Some("AUTHENTICATIONFAILED"), "Authentication failed."),
+            CommandKind::Login,
+        );
         assert!(matches!(error, SessionError::CredentialsRejected(_)));
     }
 
@@ -115,7 +118,10 @@ mod tests {
 
     #[test]
     fn limit_is_busy() {
-        let error = classify_failure(&no(Some("LIMIT"), "Too many connections"), CommandKind::Login);
+        let error = classify_failure(
+            &no(Some("LIMIT"), "Too many connections"),
+            CommandKind::Login,
+        );
         assert!(matches!(error, SessionError::Busy(_)));
     }
 }

@@ -138,7 +138,10 @@ fn parse_status(line: &[u8]) -> Result<Status, ParseError> {
         && let Some(close) = after_bracket.find(']')
     {
         let code = after_bracket.get(..close).unwrap_or_default();
-        let text = after_bracket.get(close + 1..).unwrap_or_default().trim_start();
+        let text = after_bracket
+            .get(close + 1..)
+            .unwrap_or_default()
+            .trim_start();
         return Ok(Status::Err {
             code: Some(code.to_ascii_uppercase()),
             text: text.to_owned(),

@@ -65,11 +65,16 @@ where
     }
 
     /// Logs in with USER and PASS.
-    pub(crate) async fn login(&mut self, username: &str, password: &Secret) -> Result<(), SessionError> {
+    pub(crate) async fn login(
+        &mut self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<(), SessionError> {
         check_argument(username, "user name")?;
         check_argument(password.expose(), "password")?;
         self.simple(&["USER ", username], CommandKind::Auth).await?;
-        self.simple(&["PASS ", password.expose()], CommandKind::Auth).await?;
+        self.simple(&["PASS ", password.expose()], CommandKind::Auth)
+            .await?;
         Ok(())
     }
 
@@ -105,13 +110,18 @@ where
     }
 
     /// Downloads message `number`.
-    pub(crate) async fn retr(&mut self, number: u32, max_size: usize) -> Result<Bytes, SessionError> {
+    pub(crate) async fn retr(
+        &mut self,
+        number: u32,
+        max_size: usize,
+    ) -> Result<Bytes, SessionError> {
         self.multi(&["RETR ", &number.to_string()], max_size).await
     }
 
     /// Marks message `number` for deletion at QUIT.
     pub(crate) async fn dele(&mut self, number: u32) -> Result<(), SessionError> {
-        self.simple(&["DELE ", &number.to_string()], CommandKind::Other).await?;
+        self.simple(&["DELE ", &number.to_string()], CommandKind::Other)
+            .await?;
         Ok(())
     }
 
@@ -172,7 +182,8 @@ where
             Ok(Err(error)) => Err(SessionError::from(error)),
             Ok(Ok(0)) => Err(SessionError::Closed),
             Ok(Ok(count)) => {
-                self.reader.feed(self.buffer.get(..count).unwrap_or_default());
+                self.reader
+                    .feed(self.buffer.get(..count).unwrap_or_default());
                 Ok(())
             }
         }
@@ -214,7 +225,9 @@ fn classify(code: Option<&str>, text: String, kind: CommandKind) -> SessionError
 fn lines(body: &[u8]) -> impl Iterator<Item = &str> {
     body.split(|&b| b == b'\n').filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        std::str::from_utf8(line).ok().filter(|line| !line.is_empty())
+        std::str::from_utf8(line)
+            .ok()
+            .filter(|line| !line.is_empty())
     })
 }
 
@@ -302,7 +315,10 @@ mod tests {
         assert_eq!(&*listed[1].uidl, "bbb");
         assert_eq!(listed[1].size, 20);
         assert_eq!(&body[..], b"Subject: a\r\n\r\n.dot\r\n");
-        assert_eq!(commands, "USER alice\r\nPASS pw\r\nUIDL\r\nLIST\r\nRETR 1\r\nQUIT\r\n");
+        assert_eq!(
+            commands,
+            "USER alice\r\nPASS pw\r\nUIDL\r\nLIST\r\nRETR 1\r\nQUIT\r\n"
+        );
         Ok(())
     }
 

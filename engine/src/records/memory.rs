@@ -51,7 +51,9 @@ impl Records {
 
     /// The activity with index `id`.
     pub fn activity(&self, id: ActivityId) -> Option<&EmailActivity> {
-        usize::try_from(id).ok().and_then(|i| self.activities.get(i))
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.activities.get(i))
     }
 
     /// Inserts an activity, assigns its tracking token and indexes both.
@@ -196,7 +198,9 @@ impl MemoryStore {
     pub fn records(&self) -> MutexGuard<'_, Records> {
         // A panic while holding the lock leaves consistent data, because
         // every mutation completes before the guard drops.
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A copy of all records.
@@ -206,12 +210,7 @@ impl MemoryStore {
 
     /// Records an email sent from the CRM, so that replies to it correlate;
     /// returns its tracking token.
-    pub fn track_outgoing(
-        &self,
-        message_id: &str,
-        subject: &str,
-        token_prefix: &str,
-    ) -> Box<str> {
+    pub fn track_outgoing(&self, message_id: &str, subject: &str, token_prefix: &str) -> Box<str> {
         let mut records = self.records();
         if let Some(existing) = records.activity_by_message_id(message_id) {
             return existing.tracking_token.clone();
@@ -239,7 +238,12 @@ impl MemoryStore {
 
 impl RecordStore for MemoryStore {
     async fn sync_state(&self, mailbox: &MailboxId) -> Result<SyncState, StoreError> {
-        Ok(self.records().sync.get(mailbox).cloned().unwrap_or_default())
+        Ok(self
+            .records()
+            .sync
+            .get(mailbox)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReport, StoreError> {

@@ -277,7 +277,9 @@ pub struct CommitReport {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Another commit changed the mailbox's sync state first.
-    #[error("sync state of mailbox {mailbox} is at version {found}, expected {expected}; reload it and retry")]
+    #[error(
+        "sync state of mailbox {mailbox} is at version {found}, expected {expected}; reload it and retry"
+    )]
     Conflict {
         /// The mailbox.
         mailbox: MailboxId,
