@@ -199,8 +199,9 @@ fn correlate(records: &Records, draft: &EmailDraft) -> Option<ActivityId> {
     draft.references.iter().rev().find_map(|id| lookup(id))
 }
 
-/// A Message-ID for a message that has none: a hash of its bytes, so the
-/// same message fetched twice gets the same id and is deduplicated.
+/// Derives a Message-ID for a message that has none from a hash of its
+/// bytes, so the same message fetched twice gets the same id and is
+/// deduplicated.
 pub fn synthetic_message_id(raw: &[u8]) -> Arc<str> {
     // FNV-1a, 64 bit: stable across builds and platforms, unlike std's
     // default hasher, so stores keep the same ids between runs.

@@ -1,9 +1,9 @@
 //! Errors of a sync cycle, and how each one is classified.
 //!
-//! A failed cycle has a *kind* (what went wrong), a *level* (whether it
-//! concerns one email, one mailbox or the whole server profile) and is
-//! either *permanent* (the mailbox is disabled at once) or *transient* (the
-//! cycle is retried, honouring any back-off the server suggested).
+//! A failed cycle has a *kind* (what went wrong) and a *level* (one email,
+//! one mailbox or the whole server profile). It is either *permanent*, so
+//! the mailbox is disabled at once, or *transient*, so the cycle is retried
+//! after any back-off the server suggested.
 
 use std::fmt;
 use std::io;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::records::StoreError;
 
-/// Which part of the configuration an error or alert concerns.
+/// Scope of an error or alert: one email, one mailbox or a server profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorLevel {
     /// One email; the mailbox goes on.
@@ -32,7 +32,7 @@ impl fmt::Display for ErrorLevel {
     }
 }
 
-/// What went wrong, as a stable name for metrics.
+/// Error category, with a stable name for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorKind {
     /// The server refused the TCP connection.
@@ -121,7 +121,7 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// The error's kind.
+    /// Returns the error's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Refused(_) => ErrorKind::ConnectionRefused,
@@ -136,7 +136,7 @@ impl SessionError {
     }
 }
 
-/// Why a sync cycle failed.
+/// Failure of a sync cycle.
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
     /// The IMAP or POP3 session failed.
@@ -148,7 +148,7 @@ pub enum CycleError {
 }
 
 impl CycleError {
-    /// The error's kind.
+    /// Returns the error's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Session(error) => error.kind(),
@@ -156,8 +156,8 @@ impl CycleError {
         }
     }
 
-    /// The level: refused connections and connect timeouts concern the
-    /// whole server profile, everything else the mailbox.
+    /// Returns the level: a refused connection concerns the whole server
+    /// profile, everything else the mailbox.
     pub fn level(&self) -> ErrorLevel {
         match self {
             Self::Session(SessionError::Refused(_)) => ErrorLevel::ServerProfile,
@@ -165,12 +165,13 @@ impl CycleError {
         }
     }
 
-    /// Whether retrying cannot help: only rejected credentials.
+    /// Returns whether retrying cannot help, which is true only for rejected
+    /// credentials.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Session(SessionError::CredentialsRejected(_)))
     }
 
-    /// The back-off the server suggested, if any.
+    /// Returns the back-off the server suggested, if any.
     pub fn suggested_backoff(&self) -> Option<Duration> {
         match self {
             Self::Session(SessionError::Throttled { backoff, .. }) => *backoff,

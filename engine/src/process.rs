@@ -3,8 +3,8 @@
 //! Each message is parsed once with `mail-parser`: headers only for a user or
 //! queue mailbox, in full for a forward mailbox, whose copies carry the
 //! original as a `message/rfc822` part. Everything that depends only on the
-//! message and the configuration is settled here, outside the store's lock;
-//! what depends on other records (duplicates, correlation) is left to
+//! message and the configuration is settled here, outside the store's lock.
+//! Whatever depends on other records (duplicates, correlation) is left to
 //! [`decide`](crate::decide).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,7 +20,7 @@ use crate::records::{EmailDraft, Reason};
 /// Digits after the tracking-token prefix.
 const TOKEN_DIGITS: usize = 7;
 
-/// What processing needs to know about a mailbox.
+/// Mailbox settings that processing reads.
 #[derive(Clone, Debug)]
 pub(crate) struct MailboxInfo {
     pub(crate) owner: Owner,
@@ -199,7 +199,7 @@ fn unwrap_forwarded<'m>(
     }
 }
 
-/// The first From address, lowercase.
+/// Returns the first From address in lowercase.
 fn sender(message: &Message<'_>) -> Option<String> {
     let address = message.from()?.first()?.address()?;
     if address.contains('@') {

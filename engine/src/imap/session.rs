@@ -44,7 +44,7 @@ pub(crate) struct Fetched {
     pub(crate) raw: Bytes,
 }
 
-/// Which command is running, because the same answer means different
+/// Command category, needed because the same response means different
 /// things: a NO without a code to LOGIN rejects the credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CommandKind {
@@ -88,7 +88,7 @@ where
         }
     }
 
-    /// Whether the server offered UIDPLUS (so UID EXPUNGE is available).
+    /// Returns whether the server offered UIDPLUS, which UID EXPUNGE needs.
     pub(crate) fn has_uidplus(&self) -> bool {
         self.uidplus
     }
@@ -391,7 +391,7 @@ fn fetched_message(items: Vec1<MessageDataItem<'static>>) -> Option<Fetched> {
     })
 }
 
-/// A compact UID set ("1:5,7,9:12") for sorted, distinct `uids`.
+/// Builds a compact UID set such as "1:5,7,9:12" from sorted, distinct `uids`.
 fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
     let mut sequences = Vec::new();
     let mut iter = uids.iter().filter_map(|&uid| NonZeroU32::new(uid));

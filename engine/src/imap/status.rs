@@ -1,9 +1,9 @@
-//! What a failed IMAP command means for the cycle.
+//! Classification of failed IMAP commands into cycle errors.
 //!
 //! RFC 5530 response codes carry the meaning; `imap-codec` does not type
 //! them, so they arrive as `Code::Other` and are matched by their atom:
 //!
-//! | answer | meaning |
+//! | response | meaning |
 //! |---|---|
 //! | `NO [AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]` | credentials rejected (permanent) |
 //! | `NO` without a code, to LOGIN | credentials rejected (RFC 3501 section 6.2.3) |
@@ -18,13 +18,13 @@ use imap_next::imap_types::response::{Code, StatusBody, StatusKind};
 use super::session::CommandKind;
 use crate::error::{SessionError, parse_suggested_backoff};
 
-/// The human-readable text of a status response.
+/// Returns the human-readable text of a status response.
 pub(crate) fn text_of<'a>(body: &'a StatusBody<'_>) -> &'a str {
     body.text.inner()
 }
 
-/// The atom of a response code, uppercase, for codes `imap-codec` does not
-/// type; `None` for typed codes and for no code.
+/// Returns the atom of a response code that `imap-codec` does not type, in
+/// uppercase. Typed codes and a missing code give `None`.
 fn other_code_atom(code: Option<&Code<'_>>) -> Option<String> {
     let Some(Code::Other(other)) = code else {
         return None;
@@ -39,7 +39,9 @@ fn other_code_atom(code: Option<&Code<'_>>) -> Option<String> {
 pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> SessionError {
     let text = text_of(body).to_owned();
     if body.kind == StatusKind::Bad {
-        return SessionError::Protocol(format!("server answered BAD: {text}"));
+        return SessionError::Protocol(format!(
+            "server rejected the command as invalid (BAD): {text}"
+        ));
     }
     let atom = other_code_atom(body.code.as_ref());
     match atom.as_deref() {

@@ -1,8 +1,8 @@
 //! POP3 response parsing: status lines and dot-terminated multi-line bodies.
 //!
 //! The parser is sans-I/O: the session feeds it whatever bytes arrived and
-//! asks for the next response, and "need more input" (`Ok(None)`) is a normal
-//! answer. Lines and bodies are bounded so a peer cannot make the engine
+//! requests the next response, and "need more input" (`Ok(None)`) is a
+//! normal result. Lines and bodies are bounded so a peer cannot make the engine
 //! buffer without limit. Complete lines move out of the input buffer as
 //! soon as they are read, so a long body arriving in small chunks is scanned
 //! once.
@@ -23,7 +23,7 @@ pub(crate) enum Status {
     },
 }
 
-/// Why a response cannot be read.
+/// Failure to read a response.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ParseError {
     /// A line exceeded the limit.
@@ -48,7 +48,8 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// A reader that rejects status and listing lines longer than `max_line`.
+    /// Creates a reader that rejects status and listing lines longer than
+    /// `max_line`.
     pub(crate) fn new(max_line: usize) -> Self {
         Self {
             input: BytesMut::with_capacity(16 * 1024),
@@ -131,8 +132,8 @@ fn parse_status(line: &[u8]) -> Result<Status, ParseError> {
         return Ok(Status::Ok(rest.to_owned()));
     }
     let Some(rest) = strip_keyword(&line, "-ERR") else {
-        let shown: String = line.chars().take(80).collect();
-        return Err(ParseError::NotAStatus(shown));
+        let start: String = line.chars().take(80).collect();
+        return Err(ParseError::NotAStatus(start));
     };
     if let Some(after_bracket) = rest.strip_prefix('[')
         && let Some(close) = after_bracket.find(']')
@@ -263,5 +264,41 @@ mod tests {
         let mut reader = Reader::new(512);
         reader.feed(b"* OK IMAP ready\r\n");
         assert!(matches!(reader.status(), Err(ParseError::NotAStatus(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dot_stuffed_body_round_trips(
+            lines in proptest::collection::vec("[.a-z ]{0,20}", 0..20),
+            chunk in 1usize..64,
+        ) {
+            let mut wire = b"+OK\r\n".to_vec();
+            let mut expected = Vec::new();
+            for line in &lines {
+                if line.starts_with('.') {
+                    wire.push(b'.');
+                }
+                wire.extend_from_slice(line.as_bytes());
+                wire.extend_from_slice(b"\r\n");
+                expected.extend_from_slice(line.as_bytes());
+                expected.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b".\r\n");
+
+            let mut reader = Reader::new(512);
+            let mut status = None;
+            let mut body = None;
+            for piece in wire.chunks(chunk) {
+                reader.feed(piece);
+                if status.is_none() {
+                    status = reader.status().expect("valid status");
+                }
+                if status.is_some() && body.is_none() {
+                    body = reader.body(1 << 16).expect("valid body");
+                }
+            }
+            proptest::prop_assert_eq!(status, Some(Status::Ok(String::new())));
+            proptest::prop_assert_eq!(body.as_deref(), Some(&expected[..]));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The POP3 commands a sync cycle needs: USER/PASS, UIDL, LIST, RETR, DELE
 //! and QUIT (RFC 1939), with RFC 2449 response codes classified.
 //!
-//! | answer | meaning |
+//! | response | meaning |
 //! |---|---|
 //! | `-ERR [AUTH]`, or `-ERR` without a code to USER or PASS | credentials rejected (permanent) |
 //! | `-ERR [IN-USE]`, `-ERR [LOGIN-DELAY]` | busy: maildrop locked or too early |
@@ -17,8 +17,8 @@ use super::response::{ParseError, Reader, Status};
 use crate::error::{SessionError, parse_suggested_backoff};
 use crate::secret::Secret;
 
-/// Longest status or listing line accepted. RFC 1939 allows 512 octets for a
-/// response line; the margin tolerates verbose servers.
+/// Maximum length of a status or listing line. RFC 1939 allows 512 octets
+/// for a response line, and the margin tolerates verbose servers.
 const MAX_LINE: usize = 8 * 1024;
 
 const READ_CHUNK: usize = 64 * 1024;

@@ -37,19 +37,19 @@ pub struct Records {
 }
 
 impl Records {
-    /// The activity with `message_id`.
+    /// Returns the activity with `message_id`.
     pub fn activity_by_message_id(&self, message_id: &str) -> Option<&EmailActivity> {
         let id = *self.by_message_id.get(message_id)?;
         self.activity(id)
     }
 
-    /// The activity with tracking token `token`.
+    /// Returns the activity with tracking token `token`.
     pub fn activity_by_token(&self, token: &str) -> Option<&EmailActivity> {
         let id = *self.by_token.get(token)?;
         self.activity(id)
     }
 
-    /// The activity with index `id`.
+    /// Returns the activity with index `id`.
     pub fn activity(&self, id: ActivityId) -> Option<&EmailActivity> {
         usize::try_from(id)
             .ok()
@@ -127,7 +127,7 @@ impl Records {
         true
     }
 
-    /// A copy of everything, for reports.
+    /// Copies every record and sync state, for reports.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             activities: self.activities.clone(),
@@ -189,7 +189,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// Creates an empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -203,7 +203,7 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A copy of all records.
+    /// Copies every record and sync state.
     pub fn snapshot(&self) -> Snapshot {
         self.records().snapshot()
     }

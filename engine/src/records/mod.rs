@@ -103,7 +103,7 @@ pub struct QuarantinedEmail {
     pub at: Instant,
 }
 
-/// Why a message did or did not become records.
+/// Reason a message did or did not become records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
     /// Its Message-ID is already an activity; at most a party was added.
@@ -161,7 +161,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// What a decision created.
+/// Records a decision created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Created {
     /// Nothing.
@@ -198,7 +198,7 @@ pub struct EmailDraft {
     pub sender_is_contact: bool,
 }
 
-/// What to do with one fetched message inside a commit.
+/// Action for one fetched message inside a commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemAction {
     /// Decide and maybe create records.
@@ -226,7 +226,7 @@ pub enum ItemAction {
 pub struct BatchItem {
     /// Its UID or UIDL.
     pub key: SourceKey,
-    /// What to do with it.
+    /// The action.
     pub action: ItemAction,
 }
 
@@ -258,7 +258,7 @@ pub struct Decision {
     pub owner: Option<Owner>,
     /// Why.
     pub reason: Reason,
-    /// What was created.
+    /// Records created.
     pub created: Created,
     /// The activity created or found, if any.
     pub activity: Option<ActivityId>,
@@ -298,8 +298,8 @@ pub enum StoreError {
 /// Implementations must apply a [`CommitBatch`] atomically: all of it,
 /// including the sync-state update, or nothing. The in-memory [`MemoryStore`]
 /// does so by running [`apply_batch`](crate::decide::apply_batch) on its
-/// [`Records`] under a lock; a wrapper (for example one that sleeps a
-/// modelled time per record) can delegate to it.
+/// [`Records`] under a lock. A wrapper, for example one that sleeps a
+/// modelled time per record, can delegate to it.
 pub trait RecordStore: Send + Sync + 'static {
     /// Loads a mailbox's sync state, or the empty state for a new mailbox.
     fn sync_state(
