@@ -169,8 +169,8 @@ async fn reset_mid_fetch_retried_without_loss_or_duplicate() -> TestResult {
         peer.inbox("alice")
             .deliver(message(&format!("m{index}@example.org"), "hello"));
     }
-    // The second batch of 50 is cut halfway.
-    peer.inbox("alice").reset_body_fetch = Some(1);
+    // The FETCH is cut halfway, after the first batch of 50 was committed.
+    peer.inbox("alice").reset_body_fetch = Some(0);
     let store = Arc::new(MemoryStore::new());
     let (events, engine) = run_engine(
         config(vec![user("alice")]),
@@ -192,6 +192,16 @@ async fn reset_mid_fetch_retried_without_loss_or_duplicate() -> TestResult {
     assert_eq!(outcomes.get(1), Some(&CycleOutcome::Completed));
     let times: Vec<Instant> = started(&events, "alice").iter().map(|s| s.1).collect();
     assert_eq!(gaps(&times).first(), Some(&(5 * MINUTE)));
+    let committed_before_reset = events
+        .iter()
+        .position(|event| matches!(event, Event::CycleEnded { .. }))
+        .map(|end| {
+            events[..end]
+                .iter()
+                .filter(|event| matches!(event, Event::EmailProcessed(_)))
+                .count()
+        });
+    assert_eq!(committed_before_reset, Some(50));
     let snapshot = store.snapshot();
     assert_eq!(snapshot.incoming_activities(), 120);
     assert_eq!(snapshot.party_counts().len(), 120);

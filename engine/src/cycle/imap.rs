@@ -110,92 +110,151 @@ where
     if new.len() > limit {
         stats.outcome = CycleOutcome::LimitReached;
     }
-    let mut version = state.version;
-    let mut pending = Some(first_update).filter(|update| !update.is_empty());
-    for chunk in new
-        .get(..limit.min(new.len()))
-        .unwrap_or_default()
-        .chunks(settings.batch_size)
-    {
-        let small: Vec<u32> = chunk
-            .iter()
-            .filter(|entry| !too_large(entry, settings.max_message_size))
-            .map(|entry| entry.uid)
-            .collect();
-        let fetched = session.fetch(&small).await?;
-        stats.fetched += fetched.len();
-
-        let mut builder = BatchBuilder::new(context);
-        let handled = build(&mut builder, &state, chunk, &fetched);
-        if let Some(&last) = handled.last() {
-            cursor.last_uid = last;
-        }
-        let mut update = pending.take().unwrap_or_default();
-        update.imap = Some(cursor);
-        let blocked = builder.blocked;
-        let (next_version, decided) = builder.commit(version, update).await?;
-        version = next_version;
-        stats.processed += decided;
-
-        if mailbox.delete_after_processing && !handled.is_empty() {
-            session.delete(&handled).await?;
-        }
-        if blocked {
-            stats.outcome = CycleOutcome::Blocked;
-            break;
-        }
-    }
+    let new = new.get(..limit.min(new.len())).unwrap_or_default();
+    let first_update = Some(first_update).filter(|update| !update.is_empty());
+    let mut sync = Sync {
+        version: state.version,
+        cursor,
+        pending: first_update,
+    };
+    let handled = fetch_and_commit(context, &mut session, &state, new, &mut sync, stats).await?;
 
     // A new or reset watermark is stored even when there was no mail.
-    if let Some(update) = pending {
-        let builder = BatchBuilder::new(context);
-        builder.commit(version, update).await?;
+    if let Some(update) = sync.pending.take() {
+        BatchBuilder::new(context)
+            .commit(sync.version, update)
+            .await?;
+    }
+    if stats.outcome == CycleOutcome::Blocked {
+        // The rest of the FETCH response is still arriving; dropping the
+        // connection is cheaper than reading it. Deletions wait for the
+        // next cycle, which finds the handled messages below the watermark.
+        return Ok(());
+    }
+    if mailbox.delete_after_processing && !handled.is_empty() {
+        session.delete(&handled).await?;
     }
     session.logout().await;
     Ok(())
+}
+
+/// The watermark and sync state threaded through a cycle's commits.
+struct Sync {
+    version: u64,
+    cursor: ImapCursor,
+    /// An update not committed yet (a new or reset watermark).
+    pending: Option<SyncUpdate>,
 }
 
 fn too_large(entry: &Listed, max: usize) -> bool {
     usize::try_from(entry.size).map_or(true, |size| size > max)
 }
 
-/// Adds the chunk's messages to `builder` in UID order, stopping at one that
-/// blocks; returns the UIDs handled (decided, skipped, quarantined, or
-/// expunged by someone else meanwhile).
-fn build<R, E>(
-    builder: &mut BatchBuilder<'_, R, E>,
+/// Downloads `new` with one UID FETCH and commits every `batch_size`
+/// messages while the rest is still arriving, so the server's work overlaps
+/// processing. Stops at a message that blocks. Returns the UIDs handled
+/// (decided, skipped, quarantined, or expunged by someone else meanwhile).
+async fn fetch_and_commit<St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    session: &mut ImapSession<St>,
     state: &SyncState,
-    chunk: &[Listed],
-    fetched: &[Fetched],
-) -> Vec<u32>
+    new: &[Listed],
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<Vec<u32>, CycleError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let settings = context.settings;
+    let max = settings.max_message_size;
+    let small: Vec<u32> = new
+        .iter()
+        .filter(|entry| !too_large(entry, max))
+        .map(|entry| entry.uid)
+        .collect();
+    let mut fetch = session.start_fetch(&small)?;
+    let mut next: Option<Fetched> = None;
+    let mut handled = Vec::with_capacity(new.len());
+    let mut builder = BatchBuilder::new(context);
+    let mut in_batch = 0;
+
+    for entry in new {
+        let key = SourceKey::Uid(entry.uid);
+        if too_large(entry, max) {
+            builder.push_too_large(key, u64::from(entry.size));
+        } else {
+            // Messages arrive in UID order; skip any the listing did not name.
+            let message = loop {
+                if next.is_none() {
+                    next = match fetch.as_mut() {
+                        Some(pending) => session.next_fetched(pending).await?,
+                        None => None,
+                    };
+                    if next.is_none() {
+                        fetch = None;
+                    } else {
+                        stats.fetched += 1;
+                    }
+                }
+                match next.take() {
+                    Some(message) if message.uid < entry.uid => continue,
+                    Some(message) if message.uid > entry.uid => {
+                        next = Some(message);
+                        break None;
+                    }
+                    other => break other,
+                }
+            };
+            match message {
+                Some(message) => {
+                    if !builder.push(state, key, &message.raw, message.internal_date) {
+                        stats.outcome = CycleOutcome::Blocked;
+                        break;
+                    }
+                }
+                None => tracing::debug!(
+                    uid = entry.uid,
+                    "listed message missing from FETCH; expunged meanwhile"
+                ),
+            }
+        }
+        handled.push(entry.uid);
+        sync.cursor.last_uid = entry.uid;
+        in_batch += 1;
+        if in_batch == settings.batch_size {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(context));
+            commit(full, sync, stats).await?;
+            in_batch = 0;
+        }
+    }
+    if in_batch > 0 || !builder.is_empty() {
+        commit(builder, sync, stats).await?;
+    }
+
+    // Read the rest of the response unless a blocking message ended the loop.
+    if stats.outcome != CycleOutcome::Blocked
+        && let Some(pending) = fetch.as_mut()
+    {
+        while session.next_fetched(pending).await?.is_some() {}
+    }
+    Ok(handled)
+}
+
+async fn commit<R, E>(
+    builder: BatchBuilder<'_, R, E>,
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<(), CycleError>
 where
     R: RecordStore + ?Sized,
     E: EventSink + ?Sized,
 {
-    let max = builder.context.settings.max_message_size;
-    let mut handled = Vec::with_capacity(chunk.len());
-    let mut bodies = fetched.iter().peekable();
-    for entry in chunk {
-        let key = SourceKey::Uid(entry.uid);
-        if too_large(entry, max) {
-            builder.push_too_large(key, u64::from(entry.size));
-            handled.push(entry.uid);
-            continue;
-        }
-        // Both lists are in UID order; skip bodies the listing did not ask for.
-        while bodies.next_if(|message| message.uid < entry.uid).is_some() {}
-        let Some(message) = bodies.next_if(|message| message.uid == entry.uid) else {
-            tracing::debug!(
-                uid = entry.uid,
-                "listed message missing from FETCH; expunged meanwhile"
-            );
-            handled.push(entry.uid);
-            continue;
-        };
-        if !builder.push(state, key, &message.raw, message.internal_date) {
-            break;
-        }
-        handled.push(entry.uid);
-    }
-    handled
+    let mut update = sync.pending.take().unwrap_or_default();
+    update.imap = Some(sync.cursor);
+    let (version, decided) = builder.commit(sync.version, update).await?;
+    sync.version = version;
+    stats.processed += decided;
+    Ok(())
 }

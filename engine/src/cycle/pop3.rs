@@ -54,6 +54,7 @@ where
     session
         .login(&context.credentials.username, &context.credentials.password)
         .await?;
+    let pipelining = session.pipelining().await?;
     let listed = session.list(MAX_LISTING).await?;
     let state = context.store.sync_state(&mailbox.id).await?;
 
@@ -96,15 +97,37 @@ where
     {
         let mut builder = BatchBuilder::new(context);
         let mut handled = Vec::with_capacity(chunk.len());
+        let fits = |entry: &Listed| {
+            usize::try_from(entry.size).is_ok_and(|size| size <= settings.max_message_size)
+        };
+        // With PIPELINING the server works on the next messages while the
+        // engine processes the current one.
         let mut failure = None;
-        for entry in chunk {
+        if pipelining {
+            let numbers: Vec<u32> = chunk
+                .iter()
+                .filter(|entry| fits(entry))
+                .map(|entry| entry.number)
+                .collect();
+            if let Err(error) = session.send_retrs(&numbers).await {
+                failure = Some(error);
+            }
+        }
+        // A failed send leaves nothing to read.
+        let entries = if failure.is_none() { chunk } else { &[][..] };
+        for entry in entries {
             let key = SourceKey::Uidl(entry.uidl.clone());
-            if usize::try_from(entry.size).map_or(true, |size| size > settings.max_message_size) {
+            if !fits(entry) {
                 builder.push_too_large(key, entry.size);
                 handled.push(*entry);
                 continue;
             }
-            let raw = match session.retr(entry.number, settings.max_message_size).await {
+            let raw = if pipelining {
+                session.read_retr(settings.max_message_size).await
+            } else {
+                session.retr(entry.number, settings.max_message_size).await
+            };
+            let raw = match raw {
                 Ok(raw) => raw,
                 Err(error) => {
                     failure = Some(error);

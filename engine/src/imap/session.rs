@@ -52,6 +52,22 @@ pub(crate) enum CommandKind {
     Other,
 }
 
+/// A command whose responses are being read.
+pub(crate) struct Pending {
+    tag: Tag<'static>,
+    name: &'static str,
+    kind: CommandKind,
+    untagged: Vec<StatusBody<'static>>,
+    /// Text of an untagged BYE, which explains a closed connection.
+    bye: Option<String>,
+}
+
+/// What [`ImapSession::step`] read.
+enum Step {
+    Data(Data<'static>),
+    Done,
+}
+
 /// A connected IMAP session.
 pub(crate) struct ImapSession<S> {
     driver: Driver<S>,
@@ -178,11 +194,12 @@ where
         Ok(listed)
     }
 
-    /// Downloads the given messages without setting \Seen, in UID order.
-    /// Messages expunged meanwhile are missing from the result.
-    pub(crate) async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, SessionError> {
+    /// Starts downloading the given messages without setting \Seen; read
+    /// them with [`ImapSession::next_fetched`]. No other command may run
+    /// until that returns `None`.
+    pub(crate) fn start_fetch(&mut self, uids: &[u32]) -> Result<Option<Pending>, SessionError> {
         let Some(set) = uid_set(uids) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let names = vec![
             MessageDataItemName::Uid,
@@ -193,19 +210,28 @@ where
                 peek: true,
             },
         ];
-        let mut fetched = Vec::with_capacity(uids.len());
         let body = CommandBody::fetch(set, names, true).map_err(protocol)?;
-        self.execute_owned(body, |data| {
-            if let Data::Fetch { items, .. } = data
-                && let Some(message) = fetched_message(items)
-            {
-                fetched.push(message);
+        self.begin(body, CommandKind::Other).map(Some)
+    }
+
+    /// Returns the next downloaded message of a fetch, in the server's order
+    /// (UID order on every server the engine was tested with), or `None`
+    /// once the server completed the command.
+    pub(crate) async fn next_fetched(
+        &mut self,
+        pending: &mut Pending,
+    ) -> Result<Option<Fetched>, SessionError> {
+        loop {
+            match self.step(pending).await? {
+                Step::Done => return Ok(None),
+                Step::Data(Data::Fetch { items, .. }) => {
+                    if let Some(message) = fetched_message(items) {
+                        return Ok(Some(message));
+                    }
+                }
+                Step::Data(_) => {}
             }
-        })
-        .await?;
-        fetched.sort_unstable_by_key(|message| message.uid);
-        fetched.dedup_by_key(|message| message.uid);
-        Ok(fetched)
+        }
     }
 
     /// Marks messages \Deleted and expunges them: with UID EXPUNGE when the
@@ -256,19 +282,6 @@ where
         self.run(body, kind, |data| on_data(&data)).await
     }
 
-    /// Like `execute`, but hands `on_data` ownership so message bodies move
-    /// out without a copy.
-    async fn execute_owned<F>(
-        &mut self,
-        body: CommandBody<'static>,
-        on_data: F,
-    ) -> Result<Vec<StatusBody<'static>>, SessionError>
-    where
-        F: FnMut(Data<'static>),
-    {
-        self.run(body, CommandKind::Other, on_data).await
-    }
-
     async fn run<F>(
         &mut self,
         body: CommandBody<'static>,
@@ -278,39 +291,64 @@ where
     where
         F: FnMut(Data<'static>),
     {
+        let mut pending = self.begin(body, kind)?;
+        loop {
+            match self.step(&mut pending).await? {
+                Step::Data(data) => on_data(data),
+                Step::Done => return Ok(pending.untagged),
+            }
+        }
+    }
+
+    /// Enqueues a command; its responses are read with [`ImapSession::step`].
+    fn begin(
+        &mut self,
+        body: CommandBody<'static>,
+        kind: CommandKind,
+    ) -> Result<Pending, SessionError> {
         let tag = self.tag()?;
         let name = body.name();
         self.driver.client().enqueue_command(Command {
             tag: tag.clone(),
             body,
         });
-        let mut untagged = Vec::new();
-        let mut bye = None;
+        Ok(Pending {
+            tag,
+            name,
+            kind,
+            untagged: Vec::new(),
+            bye: None,
+        })
+    }
+
+    /// Reads responses until the next untagged data or the command's
+    /// successful completion; a failed completion is an error.
+    async fn step(&mut self, pending: &mut Pending) -> Result<Step, SessionError> {
         loop {
             let event = match self.driver.next_event().await {
                 Ok(event) => event,
                 // A BYE explains why the connection closed.
                 Err(SessionError::Closed) => {
-                    return Err(bye.map_or(SessionError::Closed, |text| {
+                    return Err(pending.bye.take().map_or(SessionError::Closed, |text| {
                         SessionError::Server(format!("server closed the session: {text}"))
                     }));
                 }
                 Err(error) => return Err(error),
             };
             match event {
-                Event::DataReceived { data } => on_data(data),
+                Event::DataReceived { data } => return Ok(Step::Data(data)),
                 Event::StatusReceived { status } => match status {
-                    Status::Tagged(tagged) if tagged.tag == tag => {
+                    Status::Tagged(tagged) if tagged.tag == pending.tag => {
                         self.note_code(tagged.body.code.as_ref());
                         if tagged.body.kind == StatusKind::Ok {
-                            return Ok(untagged);
+                            return Ok(Step::Done);
                         }
                         tracing::debug!(
-                            command = name,
+                            command = pending.name,
                             text = text_of(&tagged.body),
                             "command failed"
                         );
-                        return Err(classify_failure(&tagged.body, kind));
+                        return Err(classify_failure(&tagged.body, pending.kind));
                     }
                     Status::Tagged(other) => {
                         tracing::debug!(
@@ -320,11 +358,11 @@ where
                     }
                     Status::Untagged(body) => {
                         self.note_code(body.code.as_ref());
-                        untagged.push(body);
+                        pending.untagged.push(body);
                     }
                     Status::Bye(goodbye) => {
-                        if name != "LOGOUT" {
-                            bye = Some(goodbye.text.inner().to_owned());
+                        if pending.name != "LOGOUT" {
+                            pending.bye = Some(goodbye.text.inner().to_owned());
                         }
                     }
                 },
@@ -338,7 +376,7 @@ where
                             text: goodbye.text,
                         },
                     };
-                    return Err(classify_failure(&body, kind));
+                    return Err(classify_failure(&body, pending.kind));
                 }
                 Event::CommandSent { .. } => {}
                 other => tracing::debug!(?other, "unexpected IMAP event ignored"),

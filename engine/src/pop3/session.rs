@@ -118,6 +118,38 @@ where
         self.multi(&["RETR ", &number.to_string()], max_size).await
     }
 
+    /// Asks for the server's capabilities (RFC 2449) and returns whether it
+    /// offers PIPELINING. A server without CAPA offers nothing.
+    pub(crate) async fn pipelining(&mut self) -> Result<bool, SessionError> {
+        self.send(&["CAPA"]).await?;
+        if let Status::Err { .. } = self.read_status().await? {
+            return Ok(false);
+        }
+        let capabilities = self.read_body(MAX_LINE * 64).await?;
+        Ok(lines(&capabilities).any(|line| line.eq_ignore_ascii_case("PIPELINING")))
+    }
+
+    /// Sends RETR for every message in `numbers` at once; read the responses
+    /// in order with [`Pop3Session::read_retr`]. Only for servers that offer
+    /// PIPELINING.
+    pub(crate) async fn send_retrs(&mut self, numbers: &[u32]) -> Result<(), SessionError> {
+        let mut commands = String::with_capacity(numbers.len() * 12);
+        for number in numbers {
+            commands.push_str("RETR ");
+            commands.push_str(&number.to_string());
+            commands.push_str("\r\n");
+        }
+        self.write(commands.as_bytes()).await
+    }
+
+    /// Reads the response to one RETR sent by [`Pop3Session::send_retrs`].
+    pub(crate) async fn read_retr(&mut self, max_size: usize) -> Result<Bytes, SessionError> {
+        match self.read_status().await? {
+            Status::Ok(_) => self.read_body(max_size).await,
+            Status::Err { code, text } => Err(classify(code.as_deref(), text, CommandKind::Other)),
+        }
+    }
+
     /// Marks message `number` for deletion at QUIT.
     pub(crate) async fn dele(&mut self, number: u32) -> Result<(), SessionError> {
         self.simple(&["DELE ", &number.to_string()], CommandKind::Other)
@@ -142,6 +174,10 @@ where
 
     async fn multi(&mut self, parts: &[&str], max_body: usize) -> Result<Bytes, SessionError> {
         self.simple(parts, CommandKind::Other).await?;
+        self.read_body(max_body).await
+    }
+
+    async fn read_body(&mut self, max_body: usize) -> Result<Bytes, SessionError> {
         loop {
             if let Some(body) = self.reader.body(max_body).map_err(parse_error)? {
                 return Ok(body);
@@ -156,8 +192,12 @@ where
             line.extend_from_slice(part.as_bytes());
         }
         line.extend_from_slice(b"\r\n");
+        self.write(&line).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         let write = async {
-            self.stream.write_all(&line).await?;
+            self.stream.write_all(bytes).await?;
             self.stream.flush().await
         };
         match tokio::time::timeout(self.timeout, write).await {
