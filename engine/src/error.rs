@@ -115,6 +115,9 @@ pub enum SessionError {
     /// The server rejected the credentials.
     #[error("credentials rejected: {0}")]
     CredentialsRejected(String),
+    /// The server rejected a command as invalid or unknown (IMAP BAD).
+    #[error("server rejected the command as invalid: {0}")]
+    CommandRejected(String),
     /// The server sent a response the engine cannot use.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -131,7 +134,7 @@ impl SessionError {
             Self::Throttled { .. } => ErrorKind::Throttled,
             Self::Server(_) => ErrorKind::ServerError,
             Self::CredentialsRejected(_) => ErrorKind::CredentialsRejected,
-            Self::Protocol(_) => ErrorKind::Protocol,
+            Self::CommandRejected(_) | Self::Protocol(_) => ErrorKind::Protocol,
         }
     }
 }

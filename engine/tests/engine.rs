@@ -134,6 +134,70 @@ async fn imap_cycle_creates_each_record_once() -> TestResult {
 }
 
 #[tokio::test]
+async fn listing_without_search_falls_back_to_fetch() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    peer.inbox("alice").no_search = true;
+    for index in 0..7 {
+        peer.inbox("alice")
+            .deliver(message(&format!("m{index}@example.org"), "hello"));
+    }
+    let config = config(vec![user("alice")]);
+    let store = MemoryStore::new();
+
+    let report = sync_once(&config, &ids(&["alice"]), &store, &peer).await?;
+
+    assert_eq!(report.mailboxes[0].error, None);
+    assert_eq!(report.records_created(), 7);
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversized_message_skipped_as_email_error() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    peer.inbox("alice")
+        .deliver(message("small@example.org", "small"));
+    peer.inbox("alice")
+        .deliver(message("large@example.org", &"x".repeat(4000)));
+    peer.inbox("alice")
+        .deliver(message("after@example.org", "after"));
+    for no_search in [false, true] {
+        peer.inbox("alice").no_search = no_search;
+        let mut config = config(vec![user("alice")]);
+        config.settings.max_message_size = 1000;
+        let store = MemoryStore::new();
+
+        let report = sync_once(&config, &ids(&["alice"]), &store, &peer).await?;
+
+        assert_eq!(
+            reasons(&report.events),
+            [
+                Reason::AcceptAll,
+                Reason::MessageTooLarge,
+                Reason::AcceptAll
+            ],
+            "no_search = {no_search}"
+        );
+        let too_large = report
+            .events
+            .iter()
+            .filter(|event| {
+                matches!(
+                    event,
+                    Event::Error {
+                        kind: ErrorKind::MessageTooLarge,
+                        level: ErrorLevel::Email,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(too_large, 1, "no_search = {no_search}");
+        assert_eq!(report.mailboxes[0].fetched, 2, "no_search = {no_search}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn uidvalidity_reset_resyncs_without_duplicates() -> TestResult {
     let peer = peer_with(&["alice"]);
     for index in 0..3 {

@@ -94,9 +94,11 @@ where
     let listed = if selected.exists == 0 {
         Vec::new()
     } else if mailbox.delete_after_processing {
-        session.list_after(0).await?
+        session.list_after(0, settings.max_message_size).await?
     } else {
-        session.list_after(cursor.last_uid).await?
+        session
+            .list_after(cursor.last_uid, settings.max_message_size)
+            .await?
     };
     let (leftover, new): (Vec<Listed>, Vec<Listed>) = listed
         .into_iter()

@@ -11,7 +11,7 @@
 //! | `NO [UNAVAILABLE]` saying "throttled" | throttled, no suggested back-off |
 //! | other `NO [UNAVAILABLE]`, other `NO` | temporary server error |
 //! | `NO [LIMIT]`, `NO [INUSE]` | busy |
-//! | `BAD` | protocol error |
+//! | `BAD` | command rejected (a protocol error) |
 
 use imap_next::imap_types::response::{Code, StatusBody, StatusKind};
 
@@ -39,9 +39,7 @@ fn other_code_atom(code: Option<&Code<'_>>) -> Option<String> {
 pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> SessionError {
     let text = text_of(body).to_owned();
     if body.kind == StatusKind::Bad {
-        return SessionError::Protocol(format!(
-            "server rejected the command as invalid (BAD): {text}"
-        ));
+        return SessionError::CommandRejected(text);
     }
     let atom = other_code_atom(body.code.as_ref());
     match atom.as_deref() {

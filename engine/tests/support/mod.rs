@@ -39,6 +39,8 @@ pub struct Inbox {
     pub connections: u32,
     /// Latency before each answer.
     pub latency: Duration,
+    /// Answer UID SEARCH with BAD, like a server without SEARCH.
+    pub no_search: bool,
 }
 
 impl Inbox {
