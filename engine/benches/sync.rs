@@ -67,16 +67,12 @@ fn fresh_user() -> String {
         .append(true)
         .open(&users)
         .unwrap_or_else(|error| panic!("cannot open {users}: {error}"));
-    writeln!(file, "{user}:{{PLAIN}}{PASSWORD}").expect("append account");
-    // Dovecot rereads the file when its modification time changes, which
-    // it only notices a second after an earlier append.
+    // One write per line: concurrent tests append to the same file, and
+    // O_APPEND keeps a single small write whole.
+    let line = format!("{user}:{{PLAIN}}{PASSWORD}\n");
+    file.write_all(line.as_bytes()).expect("append account");
+    // Dovecot checks the passwd-file at most once a second.
     std::thread::sleep(Duration::from_millis(1100));
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&users)
-        .expect("reopen");
-    file.set_modified(SystemTime::now())
-        .expect("touch users file");
     user
 }
 

@@ -84,7 +84,10 @@ fn fresh_user(dovecot: &Dovecot, label: &str) -> String {
         .append(true)
         .open(&dovecot.users)
         .unwrap_or_else(|error| panic!("cannot open {}: {error}", dovecot.users));
-    writeln!(file, "{user}:{{PLAIN}}{PASSWORD}").expect("append account");
+    // One write per line: concurrent tests append to the same file, and
+    // O_APPEND keeps a single small write whole.
+    let line = format!("{user}:{{PLAIN}}{PASSWORD}\n");
+    file.write_all(line.as_bytes()).expect("append account");
     user
 }
 
@@ -96,20 +99,20 @@ Please ship order {index}.\r\n"
     )
 }
 
-/// Logs in as `user` until Dovecot knows the account: it rereads the
-/// passwd-file when its modification time changes, which it may not have
-/// within the same second as an earlier append.
+/// Logs in as `user` until Dovecot knows the account. Dovecot checks the
+/// passwd-file at most once a second, so an account appended just after a
+/// check stays unknown for up to a second.
 async fn wait_for_account(dovecot: &Dovecot, user: &str) -> TestResult {
     for _ in 0..10 {
         let stream = TcpStream::connect((dovecot.imap.0.as_str(), dovecot.imap.1)).await?;
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
         lines.next_line().await?;
-        write
-            .write_all(format!("L LOGIN \"{user}\" \"{PASSWORD}\"\r\nZ LOGOUT\r\n").as_bytes())
-            .await?;
+        let login = format!("L LOGIN \"{user}\" \"{PASSWORD}\"\r\n");
+        write.write_all(login.as_bytes()).await?;
         while let Some(line) = lines.next_line().await? {
             if line.starts_with("L OK") {
+                write.write_all(b"Z LOGOUT\r\n").await?;
                 return Ok(());
             }
             if line.starts_with("L ") {
@@ -117,10 +120,6 @@ async fn wait_for_account(dovecot: &Dovecot, user: &str) -> TestResult {
             }
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&dovecot.users)?;
-        file.set_modified(SystemTime::now())?;
     }
     Err(format!("Dovecot never accepted the new account {user}").into())
 }
