@@ -1,0 +1,262 @@
+//! The IMAP cycle.
+//!
+//! The watermark is (UIDVALIDITY, last processed UID). When the server's
+//! UIDVALIDITY differs from the stored one, every UID is void: the cycle
+//! starts again from UID 1 and Message-ID deduplication keeps the resync
+//! from creating duplicate records.
+
+use std::collections::BTreeMap;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{BatchBuilder, CycleContext, CycleFailure, CycleStats};
+use crate::error::CycleError;
+use crate::events::{CycleOutcome, EventSink};
+use crate::imap::session::{Fetched, ImapSession, Listed};
+use crate::records::{ImapCursor, RecordStore, SourceKey, SyncState, SyncUpdate};
+
+/// Largest IMAP response accepted besides the message itself: FETCH
+/// wrapping, flags and dates.
+const RESPONSE_OVERHEAD: usize = 64 * 1024;
+
+/// Runs one IMAP cycle over `stream`.
+pub(crate) async fn run<St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    stream: St,
+) -> Result<CycleStats, CycleFailure>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let mut stats = CycleStats::new();
+    match run_inner(context, stream, &mut stats).await {
+        Ok(()) => Ok(stats),
+        Err(error) => Err(CycleFailure { error, stats }),
+    }
+}
+
+async fn run_inner<St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    stream: St,
+    stats: &mut CycleStats,
+) -> Result<(), CycleError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let settings = context.settings;
+    let mailbox = context.mailbox;
+    let max_response = settings.max_message_size.saturating_add(RESPONSE_OVERHEAD);
+    let mut session = ImapSession::connect(stream, settings.command_timeout, max_response).await?;
+    session
+        .login(&context.credentials.username, &context.credentials.password)
+        .await?;
+    if mailbox.delete_after_processing && !session.has_uidplus() {
+        session.capability().await?;
+    }
+    let selected = session.select_inbox().await?;
+    let state = context.store.sync_state(&mailbox.id).await?;
+
+    // A changed UIDVALIDITY voids the stored UIDs and failure counters.
+    let mut cursor = ImapCursor {
+        uid_validity: selected.uid_validity,
+        last_uid: 0,
+    };
+    let mut first_update = SyncUpdate::default();
+    match state.imap {
+        Some(stored) if stored.uid_validity == selected.uid_validity => cursor = stored,
+        Some(stored) => {
+            tracing::warn!(
+                mailbox = %mailbox.id,
+                protocol = "imap",
+                old = stored.uid_validity,
+                new = selected.uid_validity,
+                "UIDVALIDITY changed; resyncing the whole INBOX"
+            );
+            first_update.imap = Some(cursor);
+            first_update.reset_failures = true;
+        }
+        None => first_update.imap = Some(cursor),
+    }
+    let state = if first_update.reset_failures {
+        SyncState {
+            failures: BTreeMap::new(),
+            ..state
+        }
+    } else {
+        state
+    };
+
+    // With delete after processing, one listing from UID 1 also finds
+    // messages committed by an earlier cycle that died before deleting them.
+    let listed = if selected.exists == 0 {
+        Vec::new()
+    } else if mailbox.delete_after_processing {
+        session.list_after(0, settings.max_message_size).await?
+    } else {
+        session
+            .list_after(cursor.last_uid, settings.max_message_size)
+            .await?
+    };
+    let (leftover, new): (Vec<Listed>, Vec<Listed>) = listed
+        .into_iter()
+        .partition(|entry| entry.uid <= cursor.last_uid);
+    if !leftover.is_empty() {
+        let uids: Vec<u32> = leftover.iter().map(|entry| entry.uid).collect();
+        session.delete(&uids).await?;
+    }
+
+    let limit = settings.max_messages_per_cycle;
+    if new.len() > limit {
+        stats.outcome = CycleOutcome::LimitReached;
+    }
+    let new = new.get(..limit.min(new.len())).unwrap_or_default();
+    let first_update = Some(first_update).filter(|update| !update.is_empty());
+    let mut sync = Sync {
+        version: state.version,
+        cursor,
+        pending: first_update,
+    };
+    let handled = fetch_and_commit(context, &mut session, &state, new, &mut sync, stats).await?;
+
+    // A new or reset watermark is stored even when there was no mail.
+    if let Some(update) = sync.pending.take() {
+        BatchBuilder::new(context)
+            .commit(sync.version, update)
+            .await?;
+    }
+    if stats.outcome == CycleOutcome::Blocked {
+        // The rest of the FETCH response is still arriving; dropping the
+        // connection is cheaper than reading it. Deletions wait for the
+        // next cycle, which finds the handled messages below the watermark.
+        return Ok(());
+    }
+    if mailbox.delete_after_processing && !handled.is_empty() {
+        session.delete(&handled).await?;
+    }
+    session.logout().await;
+    Ok(())
+}
+
+/// The watermark and sync state threaded through a cycle's commits.
+struct Sync {
+    version: u64,
+    cursor: ImapCursor,
+    /// An update not committed yet (a new or reset watermark).
+    pending: Option<SyncUpdate>,
+}
+
+fn too_large(entry: &Listed, max: usize) -> bool {
+    usize::try_from(entry.size).map_or(true, |size| size > max)
+}
+
+/// Downloads `new` with one UID FETCH and commits every `batch_size`
+/// messages while the rest is still arriving, so the server's work overlaps
+/// processing. Stops at a message that blocks. Returns the UIDs handled
+/// (decided, skipped, quarantined, or expunged by someone else meanwhile).
+async fn fetch_and_commit<St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    session: &mut ImapSession<St>,
+    state: &SyncState,
+    new: &[Listed],
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<Vec<u32>, CycleError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let settings = context.settings;
+    let max = settings.max_message_size;
+    let small: Vec<u32> = new
+        .iter()
+        .filter(|entry| !too_large(entry, max))
+        .map(|entry| entry.uid)
+        .collect();
+    let mut fetch = session.start_fetch(&small)?;
+    let mut next: Option<Fetched> = None;
+    let mut handled = Vec::with_capacity(new.len());
+    let mut builder = BatchBuilder::new(context);
+    let mut in_batch = 0;
+
+    for entry in new {
+        let key = SourceKey::Uid(entry.uid);
+        if too_large(entry, max) {
+            builder.push_too_large(key, u64::from(entry.size));
+        } else {
+            // Messages arrive in UID order; skip any the listing did not name.
+            let message = loop {
+                if next.is_none() {
+                    next = match fetch.as_mut() {
+                        Some(pending) => session.next_fetched(pending).await?,
+                        None => None,
+                    };
+                    if next.is_none() {
+                        fetch = None;
+                    } else {
+                        stats.fetched += 1;
+                    }
+                }
+                match next.take() {
+                    Some(message) if message.uid < entry.uid => continue,
+                    Some(message) if message.uid > entry.uid => {
+                        next = Some(message);
+                        break None;
+                    }
+                    other => break other,
+                }
+            };
+            match message {
+                Some(message) => {
+                    if !builder.push(state, key, &message.raw, message.internal_date) {
+                        stats.outcome = CycleOutcome::Blocked;
+                        break;
+                    }
+                }
+                None => tracing::debug!(
+                    uid = entry.uid,
+                    "listed message missing from FETCH; expunged meanwhile"
+                ),
+            }
+        }
+        handled.push(entry.uid);
+        sync.cursor.last_uid = entry.uid;
+        in_batch += 1;
+        if in_batch == settings.batch_size {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(context));
+            commit(full, sync, stats).await?;
+            in_batch = 0;
+        }
+    }
+    if in_batch > 0 || !builder.is_empty() {
+        commit(builder, sync, stats).await?;
+    }
+
+    // Read the rest of the response unless a blocking message ended the loop.
+    if stats.outcome != CycleOutcome::Blocked
+        && let Some(pending) = fetch.as_mut()
+    {
+        while session.next_fetched(pending).await?.is_some() {}
+    }
+    Ok(handled)
+}
+
+async fn commit<R, E>(
+    builder: BatchBuilder<'_, R, E>,
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<(), CycleError>
+where
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let mut update = sync.pending.take().unwrap_or_default();
+    update.imap = Some(sync.cursor);
+    let (version, decided) = builder.commit(sync.version, update).await?;
+    sync.version = version;
+    stats.processed += decided;
+    Ok(())
+}
