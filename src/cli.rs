@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::scenario::Scenario;
+use crate::report::render_text;
+use crate::runner::{self, RunOptions};
+use crate::scenario::{Scenario, Strategy};
 use crate::serve::{self, ServeArgs};
 
 /// Exit status for a command that ran and failed.
@@ -36,6 +38,45 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check scenario files without running them.
     Check(CheckArgs),
+    /// Run a scenario under each strategy in virtual time and compare them.
+    Run(RunArgs),
+}
+
+/// Report formats of `mailsim run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Strategies side by side, for a terminal or a CI log.
+    Text,
+    /// The report as JSON (schema in docs/report.md).
+    Json,
+}
+
+/// Options of `mailsim run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+
+    /// Run only this strategy (repeatable): forward, individual or mixed.
+    #[arg(long = "strategy", value_name = "S")]
+    pub strategies: Vec<String>,
+
+    /// Seed of the traffic, replacing the scenario's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also write report.txt and report.json into this folder, creating it.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+
+    /// Print wall time, simulated messages per second and peak memory on stderr.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 /// Options of `mailsim check`.
@@ -59,10 +100,79 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log.as_deref(), "info");
+    // A run opens a session per sync cycle, so lifecycle logs would drown
+    // the report; only serve logs them by default.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log.as_deref(), default_filter);
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check(&args),
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let scenario = match Scenario::load(&args.file) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut strategies = Vec::new();
+    for name in &args.strategies {
+        match Strategy::parse(name) {
+            Some(strategy) if scenario.strategies.contains(&strategy) => strategies.push(strategy),
+            _ => {
+                let listed: Vec<&str> = scenario.strategies.iter().map(|s| s.name()).collect();
+                eprintln!(
+                    "mailsim run: invalid --strategy {name:?}; this scenario compares {}",
+                    listed.join(", ")
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let options = RunOptions {
+        strategies,
+        seed: args.seed,
+        progress: true,
+    };
+    let (report, timing) = match runner::run(&scenario, &options) {
+        Ok(result) => result,
+        Err(error) => {
+            eprintln!("mailsim run: {}: {error}", args.file.display());
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let text = render_text(&report);
+    let json = report.to_json();
+    if let Some(dir) = &args.out {
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join("report.txt"), &text))
+            .and_then(|()| std::fs::write(dir.join("report.json"), &json));
+        if let Err(error) = written {
+            eprintln!(
+                "mailsim run: cannot write the report into {}: {error}",
+                dir.display()
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
+    match args.format {
+        Format::Text => print!("{text}"),
+        Format::Json => print!("{json}"),
+    }
+    if args.timing {
+        eprint!("{}", timing.render());
+    }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use expect::evaluate;
-pub use text::render_text;
+pub use text::{latency as format_latency, render_text};
 
 use crate::scenario::{ErrorLevel, Metric, Scenario, Statistic, Strategy};
 

@@ -26,7 +26,7 @@ pub const MESSAGE_ID_DOMAIN: &str = "traffic.mailsim.test";
 pub const THREAD_ID_DOMAIN: &str = "crm.mailsim.test";
 
 /// "No value" in the compact `u32` fields of [`Planned`].
-const NONE: u32 = u32::MAX;
+pub const NONE: u32 = u32::MAX;
 
 /// What a reply points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,202 @@
+//! Turns one world's observations and final records into a [`StrategyReport`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use engine::records::Snapshot;
+
+use super::observe::{NO_TIME, Recorder};
+use super::traffic::{self, Plan};
+use super::world::{self, Outcome};
+use crate::report::{Latency, NodeUse, StrategyReport};
+use crate::scenario::{FaultTarget, Scenario, Strategy};
+
+/// Computes the report of `strategy` from its world's outcome.
+pub fn strategy_report(
+    scenario: &Scenario,
+    plan: &Plan,
+    strategy: Strategy,
+    outcome: &Outcome,
+) -> StrategyReport {
+    let recorder = &outcome.recorder;
+    let end = scenario.duration + scenario.drain;
+    let end_ms = end.as_millis() as u32;
+    let records = record_times(scenario, &outcome.snapshot, outcome.start);
+
+    let mut report = StrategyReport {
+        strategy: strategy.name().to_owned(),
+        polled_mailboxes: outcome.polled as u64,
+        ..StrategyReport::default()
+    };
+
+    let mut all = Vec::new();
+    let mut by_group: Vec<Vec<u64>> = vec![Vec::new(); scenario.groups.len()];
+    let mut backlog_changes = Vec::new();
+    let fault_windows = fault_windows(scenario, strategy, end);
+    let mut blast = BTreeSet::new();
+
+    for (id, message) in plan.messages.iter().enumerate() {
+        for (slot, mailbox) in message.recipients().enumerate() {
+            let arrival = recorder.arrivals[id][slot];
+            if arrival == NO_TIME {
+                continue;
+            }
+            report.delivered += 1;
+            let record = records.get(&(id as u32, mailbox as u32)).copied();
+            let decision = recorder.decisions[id][slot];
+            let handled = [record.unwrap_or(NO_TIME), decision]
+                .into_iter()
+                .min()
+                .unwrap_or(NO_TIME);
+            if handled == NO_TIME || handled > end_ms {
+                report.lost += 1;
+            }
+            backlog_changes.push((arrival, 1i64));
+            if handled != NO_TIME {
+                backlog_changes.push((handled, -1));
+            }
+            let latency = record.map(|created| u64::from(created.saturating_sub(arrival)));
+            if let Some(latency) = latency {
+                all.push(latency);
+                by_group[scenario.mailboxes[mailbox].group].push(latency);
+            }
+            let waited_until = if handled == NO_TIME { end_ms } else { handled };
+            let broke_sla = latency.is_none_or(|latency| latency > scenario.sla.as_millis() as u64);
+            if broke_sla && overlaps(&fault_windows, arrival, waited_until) {
+                blast.insert(mailbox);
+            }
+        }
+    }
+
+    report.records = records.len() as u64;
+    report.duplicated = duplicates(&outcome.snapshot);
+    report.latency = Latency::from_millis(&mut all);
+    for (group, samples) in scenario.groups.iter().zip(by_group.iter_mut()) {
+        report
+            .group_latency
+            .insert(group.name.clone(), Latency::from_millis(samples));
+    }
+    report.backlog_max = backlog_max(&mut backlog_changes);
+    report.throughput_per_hour = report.records as f64 / (end.as_secs_f64() / 3600.0).max(1e-9);
+    report.blast_radius = blast
+        .into_iter()
+        .map(|index| scenario.mailboxes[index].address.clone())
+        .collect();
+
+    report.declined = recorder.declined;
+    report.unprocessable = recorder.unprocessable;
+    report.quarantined = outcome.snapshot.quarantined.len() as u64;
+    report.throttled = recorder.throttled;
+    report.deferred = recorder.deferred;
+    report.errors = recorder.errors;
+    report.errors_by_kind = recorder.errors_by_kind.clone();
+    report.reasons = recorder.reasons.clone();
+    report.alerts = recorder.alerts.clone();
+    report.disabled = recorder.disabled.clone();
+    report.cycles = recorder.cycles;
+    report.nodes = node_use(scenario, recorder, end);
+    report
+}
+
+/// Creation time (ms) of the first record per (plan message, mailbox).
+fn record_times(
+    scenario: &Scenario,
+    snapshot: &Snapshot,
+    start: tokio::time::Instant,
+) -> HashMap<(u32, u32), u32> {
+    let index: HashMap<String, u32> = scenario
+        .mailboxes
+        .iter()
+        .enumerate()
+        .map(|(index, mailbox)| (mailbox.address.to_ascii_lowercase(), index as u32))
+        .collect();
+    let mut times = HashMap::new();
+    for party in &snapshot.parties {
+        let Some(activity) = snapshot.activities.get(party.activity as usize) else {
+            continue;
+        };
+        let Some(id) = traffic::parse_message_id(&activity.message_id) else {
+            continue;
+        };
+        let Some(&mailbox) = index.get(&party.owner.name().to_ascii_lowercase()) else {
+            continue;
+        };
+        let at = party
+            .created_at
+            .saturating_duration_since(start)
+            .as_millis() as u32;
+        times
+            .entry((id, mailbox))
+            .and_modify(|time: &mut u32| *time = (*time).min(at))
+            .or_insert(at);
+    }
+    times
+}
+
+fn duplicates(snapshot: &Snapshot) -> u64 {
+    snapshot
+        .party_counts()
+        .values()
+        .map(|&count| count.saturating_sub(1) as u64)
+        .sum()
+}
+
+fn backlog_max(changes: &mut [(u32, i64)]) -> u64 {
+    // At equal times, handle departures first so that an instant decision
+    // does not count as waiting.
+    changes.sort_unstable_by_key(|&(at, change)| (at, change));
+    let mut current = 0i64;
+    let mut max = 0i64;
+    for &(_, change) in changes.iter() {
+        current += change;
+        max = max.max(current);
+    }
+    max as u64
+}
+
+/// Time windows (ms) in which some fault of this strategy's world was active.
+fn fault_windows(scenario: &Scenario, strategy: Strategy, end: Duration) -> Vec<(u32, u32)> {
+    scenario
+        .faults
+        .iter()
+        .filter(|fault| {
+            // A fault aimed at the forward mailbox does nothing without one.
+            !matches!(fault.target, FaultTarget::ForwardMailbox)
+                || scenario.uses_forward_mailbox(strategy)
+        })
+        .filter(|fault| !world::fault_accounts(scenario, strategy, &fault.target).is_empty())
+        .map(|fault| {
+            // A one-shot fault's effects last until the engine recovers, so
+            // its window runs to the end.
+            let until = if fault.kind.is_one_shot() {
+                None
+            } else {
+                fault.until
+            };
+            (
+                fault.from.as_millis() as u32,
+                until.unwrap_or(end).as_millis() as u32,
+            )
+        })
+        .collect()
+}
+
+fn overlaps(windows: &[(u32, u32)], from: u32, until: u32) -> bool {
+    windows
+        .iter()
+        .any(|&(start, end)| from < end && start <= until)
+}
+
+fn node_use(scenario: &Scenario, recorder: &Recorder, end: Duration) -> Vec<NodeUse> {
+    let capacity = end.as_secs_f64() * f64::from(scenario.cluster.threads_per_node);
+    (0..scenario.cluster.nodes as usize)
+        .map(|node| {
+            let (busy, cycles) = recorder.node_busy.get(&node).copied().unwrap_or_default();
+            NodeUse {
+                node: node as u32,
+                utilisation: (busy.as_secs_f64() / capacity.max(1e-9) * 1000.0).round() / 10.0,
+                cycles,
+            }
+        })
+        .collect()
+}

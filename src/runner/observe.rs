@@ -1,0 +1,258 @@
+//! Collects what a world's service and engine report while it runs.
+//!
+//! Deliveries are keyed by plan message id and recipient slot (0 for the
+//! first recipient, 1 for the copy), so a million-message day needs a few
+//! fixed-size arrays instead of maps of strings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::MailboxId;
+use engine::events::{EmailProcessed, Event};
+use engine::records::{Created, Reason, SourceKey};
+use tokio::time::Instant;
+
+use super::traffic::{self, Plan};
+use crate::report::{AlertLine, ErrorCounts};
+use crate::scenario::{ErrorLevel, Scenario};
+
+/// Marks "no time recorded" in the millisecond arrays.
+pub const NO_TIME: u32 = u32::MAX;
+
+/// Observations of one world.
+#[derive(Default)]
+pub struct Recorder {
+    start: Option<Instant>,
+    plan: Option<Arc<Plan>>,
+    mailbox_index: HashMap<String, u32>,
+    forward_address: String,
+    eml_ids: HashMap<String, u32>,
+    forward_copies: HashMap<u32, (u32, u32)>,
+    cycle_starts: HashMap<MailboxId, Instant>,
+    /// Arrival in the user's or queue's mailbox, in ms from the start, per message and slot.
+    pub arrivals: Vec<[u32; 2]>,
+    /// First decision about the delivery, in ms from the start, per message and slot.
+    pub decisions: Vec<[u32; 2]>,
+    /// Forwarded copies stored in the forward mailbox.
+    pub stored_copies: u64,
+    /// Deliveries deferred by a receive limit.
+    pub deferred: u64,
+    /// Decisions by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Decisions that declined a message.
+    pub declined: u64,
+    /// Copies reported as not forwarded as an attachment.
+    pub unprocessable: u64,
+    /// Throttled answers.
+    pub throttled: u64,
+    /// Errors by level.
+    pub errors: ErrorCounts,
+    /// Errors by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Alerts in order.
+    pub alerts: Vec<AlertLine>,
+    /// Disabled mailboxes, in order.
+    pub disabled: Vec<String>,
+    /// Cycles ended.
+    pub cycles: u64,
+    /// Per node: time spent in cycles and cycles run.
+    pub node_busy: BTreeMap<usize, (Duration, u64)>,
+}
+
+impl Recorder {
+    /// A recorder for a world whose clock started at `start`.
+    pub fn new(scenario: &Scenario, plan: &Arc<Plan>, start: Instant) -> Self {
+        let mailbox_index = scenario
+            .mailboxes
+            .iter()
+            .enumerate()
+            .map(|(index, mailbox)| (mailbox.address.to_ascii_lowercase(), index as u32))
+            .collect();
+        let mut eml_ids = HashMap::new();
+        for (id, message) in plan.messages.iter().enumerate() {
+            if message.eml != traffic::NONE {
+                let raw = &plan.eml[usize::from(message.rule)][message.eml as usize];
+                if let Some(message_id) = mail_parser::MessageParser::new()
+                    .parse_headers(raw)
+                    .and_then(|parsed| parsed.message_id().map(str::to_owned))
+                {
+                    eml_ids.insert(message_id, id as u32);
+                }
+            }
+        }
+        Self {
+            start: Some(start),
+            plan: Some(Arc::clone(plan)),
+            mailbox_index,
+            forward_address: scenario.forwarding.mailbox.to_ascii_lowercase(),
+            eml_ids,
+            arrivals: vec![[NO_TIME; 2]; plan.messages.len()],
+            decisions: vec![[NO_TIME; 2]; plan.messages.len()],
+            ..Self::default()
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u32 {
+        let start = self.start.unwrap_or(at);
+        at.saturating_duration_since(start)
+            .as_millis()
+            .min(u128::from(NO_TIME - 1)) as u32
+    }
+
+    fn offset(&self, at: Instant) -> String {
+        format!("{:.3}", f64::from(self.millis(at)) / 1000.0)
+    }
+
+    /// The recipient slot of mailbox `index` for plan message `id`.
+    fn slot(&self, id: u32, index: u32) -> Option<usize> {
+        let message = self.plan.as_ref()?.messages.get(id as usize)?;
+        if message.to == index {
+            Some(0)
+        } else if message.cc == index {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// Records a delivery event from the service.
+    pub fn delivery(&mut self, event: &sim::DeliveryEvent) {
+        match event {
+            sim::DeliveryEvent::Deferred { .. } => self.deferred += 1,
+            sim::DeliveryEvent::Stored {
+                account,
+                uid,
+                tag,
+                forwarded_from,
+                at,
+            } => {
+                let Some(tag) = tag.and_then(|tag| u32::try_from(tag).ok()) else {
+                    return;
+                };
+                let at = at.as_millis().min(u128::from(NO_TIME - 1)) as u32;
+                let account = account.to_ascii_lowercase();
+                if account == self.forward_address {
+                    self.stored_copies += 1;
+                    let from = forwarded_from
+                        .as_ref()
+                        .and_then(|from| self.mailbox_index.get(&from.to_ascii_lowercase()));
+                    if let Some(&from) = from {
+                        self.forward_copies.insert(*uid, (tag, from));
+                    }
+                    return;
+                }
+                let Some(&index) = self.mailbox_index.get(&account) else {
+                    return;
+                };
+                if let Some(slot) = self.slot(tag, index) {
+                    let arrival = &mut self.arrivals[tag as usize][slot];
+                    *arrival = (*arrival).min(at);
+                }
+            }
+        }
+    }
+
+    /// Records an event from the engine.
+    pub fn engine_event(&mut self, event: Event) {
+        match event {
+            Event::CycleStarted { mailbox, at, .. } => {
+                self.cycle_starts.insert(mailbox, at);
+            }
+            Event::CycleEnded {
+                mailbox, node, at, ..
+            } => {
+                self.cycles += 1;
+                let started = self.cycle_starts.remove(&mailbox).unwrap_or(at);
+                let busy = self.node_busy.entry(node.0).or_default();
+                busy.0 += at.saturating_duration_since(started);
+                busy.1 += 1;
+            }
+            Event::EmailProcessed(processed) => self.processed(&processed),
+            Event::Throttled { .. } => self.throttled += 1,
+            Event::Error { level, kind, .. } => {
+                self.errors.add(level_of(level));
+                *self.errors_by_kind.entry(kind.to_string()).or_default() += 1;
+            }
+            Event::Alert(alert) => {
+                let line = AlertLine {
+                    at: self.offset(alert.at),
+                    level: level_of(alert.level).name().to_owned(),
+                    mailbox: alert.mailbox.as_str().to_owned(),
+                    code: alert.code.to_string(),
+                    text: alert.text,
+                };
+                self.alerts.push(line);
+            }
+            Event::MailboxDisabled { mailbox, .. } => {
+                self.disabled.push(mailbox.as_str().to_owned());
+            }
+        }
+    }
+
+    fn processed(&mut self, event: &EmailProcessed) {
+        *self
+            .reasons
+            .entry(event.reason.as_str().to_owned())
+            .or_default() += 1;
+        match event.reason {
+            Reason::NotForwardedAsAttachment => self.unprocessable += 1,
+            Reason::NoCorrelationMatch
+            | Reason::NoRecipientMatch
+            | Reason::InvalidSender
+            | Reason::NotTracked
+            | Reason::ReceivedBeforeStart
+            | Reason::MessageTooLarge
+                if event.created == Created::Nothing =>
+            {
+                self.declined += 1;
+            }
+            _ => {}
+        }
+
+        let Some((id, index)) = self.identify(event) else {
+            return;
+        };
+        let Some(slot) = self.slot(id, index) else {
+            return;
+        };
+        let at = self.millis(event.at);
+        let decision = &mut self.decisions[id as usize][slot];
+        *decision = (*decision).min(at);
+    }
+
+    /// Finds the plan message and the recipient mailbox a decision is about.
+    fn identify(&self, event: &EmailProcessed) -> Option<(u32, u32)> {
+        let party = event
+            .party
+            .as_ref()
+            .and_then(|owner| self.mailbox_index.get(&owner.name().to_ascii_lowercase()))
+            .copied();
+        let by_message_id = event.message_id.as_deref().and_then(|message_id| {
+            traffic::parse_message_id(message_id).or_else(|| self.eml_ids.get(message_id).copied())
+        });
+        if let (Some(id), Some(party)) = (by_message_id, party) {
+            return Some((id, party));
+        }
+        // A copy without a readable original (forwarded inline) is found by
+        // its UID in the forward mailbox.
+        if event.mailbox.as_str() == super::world::FORWARD_ID {
+            let uid = match &event.key {
+                SourceKey::Uid(uid) => Some(*uid),
+                SourceKey::Uidl(uidl) => uidl.rsplit('.').next().and_then(|uid| uid.parse().ok()),
+            };
+            if let Some(&(tag, from)) = uid.and_then(|uid| self.forward_copies.get(&uid)) {
+                return Some((tag, party.unwrap_or(from)));
+            }
+        }
+        None
+    }
+}
+
+fn level_of(level: engine::error::ErrorLevel) -> ErrorLevel {
+    match level {
+        engine::error::ErrorLevel::Email => ErrorLevel::Email,
+        engine::error::ErrorLevel::Mailbox => ErrorLevel::Mailbox,
+        engine::error::ErrorLevel::ServerProfile => ErrorLevel::ServerProfile,
+    }
+}
