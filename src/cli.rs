@@ -100,11 +100,12 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    // A run opens a session per sync cycle, so lifecycle logs would drown
-    // the report; only serve logs them by default.
+    // In a run, faults and throttling are the subject of the report, not
+    // problems of the run, so the engine's and service's logs stay off
+    // unless asked for; serve logs its lifecycle.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
-        _ => "warn",
+        _ => "off",
     };
     init_logging(cli.log.as_deref(), default_filter);
     match cli.command {

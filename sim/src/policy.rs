@@ -46,6 +46,10 @@ impl AccountPolicy {
 }
 
 /// A command budget: `commands` tokens, refilled evenly over `window`.
+///
+/// Every command takes one token, and every message a FETCH, RETR or TOP
+/// returns takes one more, so fetching many messages spends the budget
+/// faster than polling an empty mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommandBudget {
     /// Bucket capacity, and the number of tokens added per window.
@@ -90,8 +94,19 @@ impl TokenBucket {
             Ok(())
         } else {
             let missing = 1.0 - self.tokens;
-            Err(Duration::from_secs_f64(missing / self.per_second))
+            // Round up to whole milliseconds, the tokio timer's resolution:
+            // a shorter wait would wake before a token has accrued and spin
+            // at the same instant.
+            let millis = (missing / self.per_second * 1000.0).ceil().max(1.0);
+            Err(Duration::from_millis(millis as u64))
         }
+    }
+
+    /// Takes `tokens` more for work already done. The bucket may go into
+    /// debt, down to minus its capacity, so that later commands wait.
+    pub fn charge(&mut self, tokens: u32, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - f64::from(tokens)).max(-self.capacity);
     }
 
     /// Tokens available at `now`, rounded down.
@@ -143,6 +158,14 @@ impl Throttle {
             Err(wait) => Admission::Throttled {
                 backoff: policy.backoff_hint.unwrap_or(wait),
             },
+        }
+    }
+
+    /// Charges the budget for messages a command returned: services throttle
+    /// by the work a mailbox causes, and sending a message is most of it.
+    pub fn charge_messages(&mut self, messages: usize, now: Instant) {
+        if let (Some(bucket), Ok(messages)) = (self.commands.as_mut(), u32::try_from(messages)) {
+            bucket.charge(messages, now);
         }
     }
 
@@ -331,6 +354,28 @@ mod tests {
         let wait = bucket.try_take(now).unwrap_err();
         assert_eq!(wait, Duration::from_secs(5));
         assert_eq!(bucket.try_take(now + Duration::from_secs(5)), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_wait_is_at_least_a_millisecond() {
+        // 3 tokens per hour: after the first, the next is 20 minutes away,
+        // and a fraction of a token short still waits a whole millisecond.
+        let mut bucket = TokenBucket::new(3, Duration::from_secs(3600));
+        let now = Instant::now();
+        assert_eq!(bucket.try_take(now), Ok(()));
+        bucket.tokens = 1.0 - 1e-12;
+        let wait = bucket.try_take(now).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn charged_messages_put_bucket_in_debt() {
+        let mut bucket = TokenBucket::new(10, Duration::from_secs(10));
+        let now = Instant::now();
+        bucket.charge(15, now);
+        let wait = bucket.try_take(now).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(6));
+        assert_eq!(bucket.try_take(now + Duration::from_secs(6)), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

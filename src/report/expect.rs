@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use super::{ExpectationResult, StrategyReport};
-use crate::scenario::units::format_duration;
 use crate::scenario::{Bound, Expectation, Scenario, Strategy};
 
 /// Checks every expectation for every strategy it applies to, in file order.
@@ -86,9 +85,7 @@ pub fn format_value(value: f64, as_duration: bool) -> String {
         return "infinite".to_owned();
     }
     if as_duration {
-        return format_duration(std::time::Duration::from_millis(
-            (value * 1000.0).round() as u64
-        ));
+        return super::text::latency(value);
     }
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{value:.0}")

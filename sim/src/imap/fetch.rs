@@ -146,6 +146,12 @@ where
             self.out.send_fetch(&response, cut_literal).await?;
         }
 
+        if plan.sends_bytes && !snapshots.is_empty() {
+            account
+                .throttle()
+                .charge_messages(snapshots.len(), tokio::time::Instant::now());
+        }
+
         if missing && !uid {
             // RFC 2180 4.1.2: the data that still exists is sent, then NO.
             return Ok(Completion::no_with(

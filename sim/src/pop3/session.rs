@@ -341,6 +341,9 @@ where
             return (Reply::error(ErrorResponse::ServerError), conditions);
         }
 
+        if matches!(request, Ok(Command::Retr(_) | Command::Top { .. })) {
+            account.throttle().charge_messages(1, Instant::now());
+        }
         let reply = match request {
             Err(error) => Reply::error(error.into()),
             Ok(Command::Quit) => self.update(),
