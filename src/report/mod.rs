@@ -187,6 +187,7 @@ impl StrategyReport {
     /// (a latency without records).
     pub fn metric(&self, metric: &Metric) -> Option<f64> {
         let value = match metric {
+            Metric::PolledMailboxes => self.polled_mailboxes as f64,
             Metric::Delivered => self.delivered as f64,
             Metric::Records => self.records as f64,
             Metric::Lost => self.lost as f64,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use engine::records::Snapshot;
 
 use super::observe::{NO_TIME, Recorder};
-use super::traffic::{self, Plan};
+use super::traffic::Plan;
 use super::world::{self, Outcome};
 use crate::report::{Latency, NodeUse, StrategyReport};
 use crate::scenario::{FaultTarget, Scenario, Strategy};
@@ -21,7 +21,7 @@ pub fn strategy_report(
     let recorder = &outcome.recorder;
     let end = scenario.duration + scenario.drain;
     let end_ms = end.as_millis() as u32;
-    let records = record_times(scenario, &outcome.snapshot, outcome.start);
+    let records = record_times(scenario, recorder, &outcome.snapshot, outcome.start);
 
     let mut report = StrategyReport {
         strategy: strategy.name().to_owned(),
@@ -101,6 +101,7 @@ pub fn strategy_report(
 /// Creation time (ms) of the first record per (plan message, mailbox).
 fn record_times(
     scenario: &Scenario,
+    recorder: &Recorder,
     snapshot: &Snapshot,
     start: tokio::time::Instant,
 ) -> HashMap<(u32, u32), u32> {
@@ -115,7 +116,7 @@ fn record_times(
         let Some(activity) = snapshot.activities.get(party.activity as usize) else {
             continue;
         };
-        let Some(id) = traffic::parse_message_id(&activity.message_id) else {
+        let Some(id) = recorder.find(&activity.message_id) else {
             continue;
         };
         let Some(&mailbox) = index.get(&party.owner.name().to_ascii_lowercase()) else {

@@ -13,7 +13,7 @@ use engine::events::{EmailProcessed, Event};
 use engine::records::{Created, Reason, SourceKey};
 use tokio::time::Instant;
 
-use super::traffic::{self, Plan};
+use super::traffic::Plan;
 use crate::report::{AlertLine, ErrorCounts};
 use crate::scenario::{ErrorLevel, Scenario};
 
@@ -27,8 +27,11 @@ pub struct Recorder {
     plan: Option<Arc<Plan>>,
     mailbox_index: HashMap<String, u32>,
     forward_address: String,
-    eml_ids: HashMap<String, u32>,
     forward_copies: HashMap<u32, (u32, u32)>,
+    /// Deliveries without a Message-ID the plan knows, by (mailbox, UID).
+    unnamed: HashMap<(u32, u32), u32>,
+    /// Message-IDs the engine made up for such deliveries, by plan id.
+    pub learned_ids: HashMap<String, u32>,
     cycle_starts: HashMap<MailboxId, Instant>,
     /// Arrival in the user's or queue's mailbox, in ms from the start, per message and slot.
     pub arrivals: Vec<[u32; 2]>,
@@ -69,24 +72,11 @@ impl Recorder {
             .enumerate()
             .map(|(index, mailbox)| (mailbox.address.to_ascii_lowercase(), index as u32))
             .collect();
-        let mut eml_ids = HashMap::new();
-        for (id, message) in plan.messages.iter().enumerate() {
-            if message.eml != traffic::NONE {
-                let raw = &plan.eml[usize::from(message.rule)][message.eml as usize];
-                if let Some(message_id) = mail_parser::MessageParser::new()
-                    .parse_headers(raw)
-                    .and_then(|parsed| parsed.message_id().map(str::to_owned))
-                {
-                    eml_ids.insert(message_id, id as u32);
-                }
-            }
-        }
         Self {
             start: Some(start),
             plan: Some(Arc::clone(plan)),
             mailbox_index,
             forward_address: scenario.forwarding.mailbox.to_ascii_lowercase(),
-            eml_ids,
             arrivals: vec![[NO_TIME; 2]; plan.messages.len()],
             decisions: vec![[NO_TIME; 2]; plan.messages.len()],
             ..Self::default()
@@ -145,6 +135,13 @@ impl Recorder {
                 let Some(&index) = self.mailbox_index.get(&account) else {
                     return;
                 };
+                let named = self
+                    .plan
+                    .as_ref()
+                    .is_some_and(|plan| plan.has_known_message_id(tag));
+                if !named {
+                    self.unnamed.insert((index, *uid), tag);
+                }
                 if let Some(slot) = self.slot(tag, index) {
                     let arrival = &mut self.arrivals[tag as usize][slot];
                     *arrival = (*arrival).min(at);
@@ -191,6 +188,7 @@ impl Recorder {
     }
 
     fn processed(&mut self, event: &EmailProcessed) {
+        self.learn_message_id(event);
         *self
             .reasons
             .entry(event.reason.as_str().to_owned())
@@ -221,6 +219,35 @@ impl Recorder {
         *decision = (*decision).min(at);
     }
 
+    /// Remembers the Message-ID the engine made up for a delivery whose
+    /// message has none, found by the mailbox and UID it was fetched from.
+    fn learn_message_id(&mut self, event: &EmailProcessed) {
+        let (Some(message_id), Some(uid)) = (&event.message_id, uid_of(&event.key)) else {
+            return;
+        };
+        if self.find(message_id).is_some() {
+            return;
+        }
+        let tag = if event.mailbox.as_str() == super::world::FORWARD_ID {
+            self.forward_copies.get(&uid).map(|&(tag, _)| tag)
+        } else {
+            self.mailbox_index
+                .get(&event.mailbox.as_str().to_ascii_lowercase())
+                .and_then(|&index| self.unnamed.get(&(index, uid)).copied())
+        };
+        if let Some(tag) = tag {
+            self.learned_ids.insert(message_id.to_string(), tag);
+        }
+    }
+
+    /// The plan id of a Message-ID, from the plan or from what was learned.
+    pub fn find(&self, message_id: &str) -> Option<u32> {
+        self.plan
+            .as_ref()
+            .and_then(|plan| plan.find(message_id))
+            .or_else(|| self.learned_ids.get(message_id).copied())
+    }
+
     /// Finds the plan message and the recipient mailbox a decision is about.
     fn identify(&self, event: &EmailProcessed) -> Option<(u32, u32)> {
         let party = event
@@ -228,24 +255,31 @@ impl Recorder {
             .as_ref()
             .and_then(|owner| self.mailbox_index.get(&owner.name().to_ascii_lowercase()))
             .copied();
-        let by_message_id = event.message_id.as_deref().and_then(|message_id| {
-            traffic::parse_message_id(message_id).or_else(|| self.eml_ids.get(message_id).copied())
-        });
+        let by_message_id = event
+            .message_id
+            .as_deref()
+            .and_then(|message_id| self.find(message_id));
         if let (Some(id), Some(party)) = (by_message_id, party) {
             return Some((id, party));
         }
         // A copy without a readable original (forwarded inline) is found by
         // its UID in the forward mailbox.
         if event.mailbox.as_str() == super::world::FORWARD_ID {
-            let uid = match &event.key {
-                SourceKey::Uid(uid) => Some(*uid),
-                SourceKey::Uidl(uidl) => uidl.rsplit('.').next().and_then(|uid| uid.parse().ok()),
-            };
-            if let Some(&(tag, from)) = uid.and_then(|uid| self.forward_copies.get(&uid)) {
+            if let Some(&(tag, from)) =
+                uid_of(&event.key).and_then(|uid| self.forward_copies.get(&uid))
+            {
                 return Some((tag, party.unwrap_or(from)));
             }
         }
         None
+    }
+}
+
+/// The UID behind an IMAP UID or a POP3 UIDL of the form `<uidvalidity>.<uid>`.
+fn uid_of(key: &SourceKey) -> Option<u32> {
+    match key {
+        SourceKey::Uid(uid) => Some(*uid),
+        SourceKey::Uidl(uidl) => uidl.rsplit('.').next().and_then(|uid| uid.parse().ok()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! index order); message bytes are built only when a message is delivered,
 //! from the plan entry alone, so a million-message day never sits in memory.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub struct Plan {
     pub messages: Vec<Planned>,
     /// Contents of the replayed `.eml` files, per rule.
     pub eml: Vec<Vec<Bytes>>,
+    /// Message-IDs of replayed `.eml` files (without angle brackets), by plan id.
+    pub eml_message_ids: HashMap<String, u32>,
 }
 
 impl Plan {
@@ -151,9 +154,41 @@ impl Plan {
 
         // A stable sort keeps generation order among equal times.
         messages.sort_by_key(|message| message.at);
-        let mut plan = Plan { messages, eml };
+        let mut plan = Plan {
+            messages,
+            eml,
+            eml_message_ids: HashMap::new(),
+        };
         plan.decide_details(scenario, &mut rng);
+        plan.index_eml_message_ids();
         Ok(plan)
+    }
+
+    fn index_eml_message_ids(&mut self) {
+        for (id, message) in self.messages.iter().enumerate() {
+            if message.eml == NONE {
+                continue;
+            }
+            let raw = &self.eml[usize::from(message.rule)][message.eml as usize];
+            let parsed = mail_parser::MessageParser::new().parse_headers(raw);
+            if let Some(message_id) = parsed.as_ref().and_then(|parsed| parsed.message_id()) {
+                self.eml_message_ids
+                    .insert(message_id.to_owned(), id as u32);
+            }
+        }
+    }
+
+    /// The plan id of the message with `message_id`, if the plan made or replays it.
+    pub fn find(&self, message_id: &str) -> Option<u32> {
+        parse_message_id(message_id).or_else(|| self.eml_message_ids.get(message_id).copied())
+    }
+
+    /// True when plan message `id` carries a Message-ID that [`Plan::find`] knows.
+    pub fn has_known_message_id(&self, id: u32) -> bool {
+        let Some(message) = self.messages.get(id as usize) else {
+            return false;
+        };
+        message.eml == NONE || self.eml_message_ids.values().any(|&known| known == id)
     }
 
     /// Chooses senders, sizes, copies and replies, in arrival order, so a

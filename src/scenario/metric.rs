@@ -62,6 +62,8 @@ impl ErrorLevel {
 /// A metric of one strategy's run.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
+    /// Mailboxes the engine polls: the forward mailbox and every direct one.
+    PolledMailboxes,
     /// Messages stored in user and queue mailboxes, one per message and mailbox.
     Delivered,
     /// Records created: one per message and accepting party.
@@ -108,7 +110,8 @@ pub enum Metric {
 }
 
 /// Plain metric names, for help texts.
-pub const SIMPLE_NAMES: [&str; 19] = [
+pub const SIMPLE_NAMES: [&str; 20] = [
+    "polled_mailboxes",
     "delivered",
     "records",
     "lost",
@@ -139,6 +142,7 @@ impl Metric {
     /// Parses a metric name; `groups` are the valid group names for per-group latency.
     pub fn parse(text: &str, groups: &[&str]) -> Result<Self, String> {
         let simple = match text {
+            "polled_mailboxes" => Some(Self::PolledMailboxes),
             "delivered" => Some(Self::Delivered),
             "records" => Some(Self::Records),
             "lost" => Some(Self::Lost),
@@ -206,6 +210,7 @@ impl Metric {
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::PolledMailboxes => f.write_str("polled_mailboxes"),
             Self::Delivered => f.write_str("delivered"),
             Self::Records => f.write_str("records"),
             Self::Lost => f.write_str("lost"),

@@ -641,7 +641,8 @@ impl Resolver<'_, '_> {
                         span_of(&raw.kind),
                         "reset-after-bytes needs bytes = <number of bytes>",
                     );
-                    return None;
+                    // Keep checking the rest of the fault.
+                    FaultKind::ResetAfterBytes(0)
                 }
             },
             other => {
