@@ -176,7 +176,7 @@ where
         .filter(|entry| !too_large(entry, max))
         .map(|entry| entry.uid)
         .collect();
-    let mut fetch = session.start_fetch(&small)?;
+    let mut fetch = session.start_fetch(&small).await?;
     let mut next: Option<Fetched> = None;
     let mut handled = Vec::with_capacity(new.len());
     let mut builder = BatchBuilder::new(context);

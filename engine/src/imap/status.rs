@@ -13,7 +13,7 @@
 //! | `NO [LIMIT]`, `NO [INUSE]` | busy |
 //! | `BAD` | command rejected (a protocol error) |
 
-use imap_next::imap_types::response::{Code, StatusBody, StatusKind};
+use imap_codec::imap_types::response::{Code, StatusBody, StatusKind};
 
 use super::session::CommandKind;
 use crate::error::{SessionError, parse_suggested_backoff};
@@ -68,7 +68,7 @@ fn unavailable(text: String) -> SessionError {
 mod tests {
     use std::time::Duration;
 
-    use imap_next::imap_types::response::CodeOther;
+    use imap_codec::imap_types::response::CodeOther;
 
     use super::*;
 
