@@ -20,7 +20,6 @@ use engine::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::runtime::Runtime;
 
 const MESSAGES: usize = 10_000;
 const PASSWORD: &str = "bench-pw";
@@ -164,20 +163,19 @@ impl RawReader {
         }
     }
 
-    /// Reads through the next `marker`; returns the bytes of that response.
+    /// Reads through the next line that ends with `marker` (which must end
+    /// in LF); returns the bytes of that response.
     async fn response(&mut self, marker: &[u8]) -> usize {
-        let mut scanned: usize = 0;
+        let mut searched = 0;
         loop {
-            let start = scanned.saturating_sub(marker.len());
-            if let Some(at) = self.buffer[start..]
-                .windows(marker.len())
-                .position(|window| window == marker)
-            {
-                let end = start + at + marker.len();
-                self.buffer.drain(..end);
-                return end;
+            while let Some(offset) = self.buffer[searched..].iter().position(|&b| b == b'\n') {
+                let end = searched + offset + 1;
+                if self.buffer[..end].ends_with(marker) {
+                    self.buffer.drain(..end);
+                    return end;
+                }
+                searched = end;
             }
-            scanned = self.buffer.len();
             let count = self.stream.read(&mut self.chunk).await.expect("read");
             assert!(count > 0, "server closed the connection");
             self.buffer.extend_from_slice(&self.chunk[..count]);
@@ -273,7 +271,11 @@ fn dovecot(c: &mut Criterion) {
         imap: address("MAILSIM_DOVECOT_IMAP"),
         pop3: address("MAILSIM_DOVECOT_POP3"),
     };
-    let runtime = Runtime::new().expect("tokio runtime");
+    // One thread, as the scenario runner drives the engine.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let user = fresh_user();
     runtime.block_on(fill(&server, &user));
     let imap = config(&server, Protocol::Imap, &user);

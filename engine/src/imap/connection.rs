@@ -220,7 +220,7 @@ fn frame(input: &[u8], framing: &mut Framing, max: usize) -> Result<Option<usize
             framing.literal = 0;
         }
         let unsearched = input.get(framing.searched..).unwrap_or_default();
-        let Some(offset) = unsearched.iter().position(|&b| b == b'\n') else {
+        let Some(offset) = memchr::memchr(b'\n', unsearched) else {
             framing.searched = input.len();
             if input.len() > max {
                 return Err(too_long(max));
