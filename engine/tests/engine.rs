@@ -198,6 +198,28 @@ async fn oversized_message_skipped_as_email_error() -> TestResult {
 }
 
 #[tokio::test]
+async fn received_after_uses_internaldate() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    // The server received it on 1 January 2024; its Date header says 2030.
+    let raw = "From: carol@example.org\r\nSubject: hi\r\nMessage-ID: <late@example.org>\r\n\
+Date: Tue, 1 Jan 2030 09:00:00 +0000\r\n\r\nBody\r\n";
+    peer.inbox("alice").deliver(raw);
+    for (cutoff, expected) in [
+        ("2023-12-31T00:00:00Z", Reason::AcceptAll),
+        ("2025-01-01T00:00:00Z", Reason::ReceivedBeforeStart),
+    ] {
+        let mut config = config(vec![user("alice")]);
+        config.mailboxes[0].process_received_after = Some(cutoff.parse()?);
+        let store = MemoryStore::new();
+
+        let report = sync_once(&config, &ids(&["alice"]), &store, &peer).await?;
+
+        assert_eq!(reasons(&report.events), [expected], "cutoff {cutoff}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn uidvalidity_reset_resyncs_without_duplicates() -> TestResult {
     let peer = peer_with(&["alice"]);
     for index in 0..3 {

@@ -176,7 +176,11 @@ where
         .filter(|entry| !too_large(entry, max))
         .map(|entry| entry.uid)
         .collect();
-    let mut fetch = session.start_fetch(&small).await?;
+    let mailbox = context.mailbox;
+    let internal_date = context
+        .directory
+        .uses_received_time(&mailbox.id, mailbox.is_forward);
+    let mut fetch = session.start_fetch(&small, internal_date).await?;
     let mut next: Option<Fetched> = None;
     let mut handled = Vec::with_capacity(new.len());
     let mut builder = BatchBuilder::new(context);

@@ -248,22 +248,25 @@ where
     /// Starts downloading the given messages without setting \Seen; read
     /// them with [`ImapSession::next_fetched`]. No other command may run
     /// until that returns `None`.
+    /// INTERNALDATE is requested only with `internal_date`, because a
+    /// Maildir server such as Dovecot reads it from each file's metadata.
     pub(crate) async fn start_fetch(
         &mut self,
         uids: &[u32],
+        internal_date: bool,
     ) -> Result<Option<Pending>, SessionError> {
         let Some(set) = uid_set(uids) else {
             return Ok(None);
         };
-        let names = vec![
-            MessageDataItemName::Uid,
-            MessageDataItemName::InternalDate,
-            MessageDataItemName::BodyExt {
-                section: None,
-                partial: None,
-                peek: true,
-            },
-        ];
+        let mut names = vec![MessageDataItemName::Uid];
+        if internal_date {
+            names.push(MessageDataItemName::InternalDate);
+        }
+        names.push(MessageDataItemName::BodyExt {
+            section: None,
+            partial: None,
+            peek: true,
+        });
         let body = CommandBody::fetch(set, names, true).map_err(protocol)?;
         self.begin(body, CommandKind::Other).await.map(Some)
     }

@@ -225,9 +225,14 @@ fn uid_command(inbox: &mut Inbox, tag: &str, rest: &str) -> (Vec<u8>, Option<usi
                 }
                 let seq = index + 1;
                 if bodies {
+                    let date = if items.contains("INTERNALDATE") {
+                        " INTERNALDATE \"01-Jan-2024 09:00:00 +0000\""
+                    } else {
+                        ""
+                    };
                     out.extend_from_slice(
                         format!(
-                            "* {seq} FETCH (UID {uid} INTERNALDATE \"01-Jan-2024 09:00:00 +0000\" BODY[] {{{}}}\r\n",
+                            "* {seq} FETCH (UID {uid}{date} BODY[] {{{}}}\r\n",
                             raw.len()
                         )
                         .as_bytes(),
