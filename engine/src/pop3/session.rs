@@ -157,6 +157,34 @@ where
         Ok(())
     }
 
+    /// Marks every message in `numbers` for deletion at QUIT, sending the
+    /// DELEs at once when the server offers PIPELINING.
+    pub(crate) async fn dele_all(
+        &mut self,
+        numbers: &[u32],
+        pipelining: bool,
+    ) -> Result<(), SessionError> {
+        if !pipelining {
+            for &number in numbers {
+                self.dele(number).await?;
+            }
+            return Ok(());
+        }
+        let mut commands = String::with_capacity(numbers.len() * 12);
+        for number in numbers {
+            commands.push_str("DELE ");
+            commands.push_str(&number.to_string());
+            commands.push_str("\r\n");
+        }
+        self.write(commands.as_bytes()).await?;
+        for _ in numbers {
+            if let Status::Err { code, text } = self.read_status().await? {
+                return Err(classify(code.as_deref(), text, CommandKind::Other));
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the session; the server deletes the marked messages now.
     pub(crate) async fn quit(mut self) -> Result<(), SessionError> {
         self.simple(&["QUIT"], CommandKind::Other).await?;
