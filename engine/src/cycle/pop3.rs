@@ -246,8 +246,13 @@ where
     let target = (retrieval.received + retrieval.window).min(fitting.len());
     if retrieval.sent < target {
         let numbers = fitting.get(retrieval.sent..target).unwrap_or_default();
-        session.send_retrs(numbers).await?;
-        retrieval.sent = target;
+        match session.send_retrs(numbers).await {
+            Ok(()) => retrieval.sent = target,
+            // Answers to RETRs sent earlier may still be buffered; reading
+            // them first saves downloading them again on the retry.
+            Err(error) if retrieval.received == retrieval.sent => return Err(error),
+            Err(error) => tracing::debug!(%error, "sending RETRs failed; reading earlier answers"),
+        }
     }
     let raw = session.read_retr(max_size).await?;
     retrieval.received += 1;
