@@ -4,7 +4,7 @@
 //!
 //! Needs the Dovecot that `scripts/dovecot-test-server start` runs, named by
 //! `MAILSIM_DOVECOT_IMAP`, `MAILSIM_DOVECOT_POP3` and `MAILSIM_DOVECOT_USERS`.
-//! Setup appends the messages to a fresh account once; every iteration then
+//! Setup appends the messages to a fresh account once. Every iteration then
 //! syncs the whole mailbox into an empty store (the engine) or downloads it
 //! (the raw client).
 //!
@@ -45,7 +45,8 @@ fn address(name: &str) -> (String, u16) {
     (host.to_owned(), port)
 }
 
-/// A message of about 3.6 KB, the size the runner's traffic model uses.
+/// Builds a message of about 3.6 KB, the size the scenario runner's traffic
+/// model uses.
 fn message(user: &str, index: usize) -> String {
     let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n";
     format!(
@@ -70,7 +71,8 @@ fn fresh_user() -> String {
     // O_APPEND keeps a single small write whole.
     let line = format!("{user}:{{PLAIN}}{PASSWORD}\n");
     file.write_all(line.as_bytes()).expect("append account");
-    // Dovecot checks the passwd-file at most once a second.
+    // Dovecot checks the passwd-file at most once a second (Dovecot 2.3,
+    // passwd_file_sync in db-passwd-file.c).
     std::thread::sleep(Duration::from_millis(1100));
     user
 }

@@ -15,8 +15,8 @@
 //!   [`validate`] checks them and names each bad value and its fix.
 //! - [`connector`]: opens streams; [`TcpConnector`] by default, any
 //!   `AsyncRead + AsyncWrite` stream from a caller's connector.
-//! - `imap` and `pop3` (private): protocol clients. IMAP parsing is
-//!   `imap-next`'s; POP3 has a small sans-I/O response parser.
+//! - `imap` and `pop3` (private): protocol clients. IMAP responses are
+//!   decoded by `imap-codec`; POP3 has a small sans-I/O response parser.
 //! - `cycle` (private): one sync cycle of one mailbox, per protocol.
 //! - `process` (private): parses each message once with `mail-parser`,
 //!   unwraps forwarded copies, extracts correlation keys.

@@ -70,9 +70,9 @@ impl Directory {
 }
 
 impl Directory {
-    /// Whether processing mail fetched by `mailbox` compares received times:
-    /// its own process-received-after setting, or for a forward mailbox any
-    /// mailbox's, because a copy may come from any of them.
+    /// Returns whether processing mail fetched by `mailbox` compares received
+    /// times. A direct mailbox needs its own process-received-after setting,
+    /// a forward mailbox any mailbox's, because a copy may come from any.
     pub(crate) fn uses_received_time(&self, mailbox: &MailboxId, forward: bool) -> bool {
         if forward {
             self.mailboxes

@@ -352,7 +352,7 @@ async fn individual_mailboxes_spread_over_nodes() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn forward_mailbox_runs_on_one_node_one_cycle_at_a_time() -> TestResult {
+async fn forward_mailbox_serial_on_one_node() -> TestResult {
     let peer = peer_with(&["fwd", "dave"]);
     peer.inbox("fwd").latency = Duration::from_millis(200);
     for index in 0..30 {

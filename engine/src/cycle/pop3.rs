@@ -2,8 +2,8 @@
 //!
 //! POP3 has no UIDVALIDITY and no order, so the sync state is the set of
 //! processed UIDLs, pruned to the UIDLs still in the maildrop. Deletions
-//! (DELE) take effect only at QUIT, so a session cut short deletes nothing;
-//! the next cycle finds those messages in the processed set and deletes them
+//! (DELE) take effect only at QUIT, so a session cut short deletes nothing.
+//! The next cycle finds those messages in the processed set and deletes them
 //! without processing them again.
 
 use std::collections::BTreeSet;
@@ -116,7 +116,7 @@ where
             .commit(sync.version, update)
             .await?;
     }
-    // Answers to RETRs sent past a blocking message are read and dropped.
+    // Responses to RETRs sent past a blocking message are read and dropped.
     while retrieval.received < retrieval.sent {
         session.read_retr(settings.max_message_size).await?;
         retrieval.received += 1;
@@ -150,7 +150,7 @@ struct Retrieval {
     window: usize,
     /// RETRs sent, counting the messages that fit the size limit.
     sent: usize,
-    /// RETR answers read.
+    /// RETR responses read.
     received: usize,
 }
 
@@ -248,10 +248,12 @@ where
         let numbers = fitting.get(retrieval.sent..target).unwrap_or_default();
         match session.send_retrs(numbers).await {
             Ok(()) => retrieval.sent = target,
-            // Answers to RETRs sent earlier may still be buffered; reading
-            // them first saves downloading them again on the retry.
+            // Responses to RETRs sent earlier may still be buffered, and
+            // reading them first saves downloading them again on the retry.
             Err(error) if retrieval.received == retrieval.sent => return Err(error),
-            Err(error) => tracing::debug!(%error, "sending RETRs failed; reading earlier answers"),
+            Err(error) => {
+                tracing::debug!(%error, "sending RETRs failed; reading the responses to earlier RETRs")
+            }
         }
     }
     let raw = session.read_retr(max_size).await?;

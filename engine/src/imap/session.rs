@@ -54,7 +54,7 @@ pub(crate) struct Pending {
     bye: Option<String>,
 }
 
-/// What [`ImapSession::step`] read.
+/// Result of [`ImapSession::step`].
 enum Step {
     Message(Fetched),
     Data(Data<'static>),
@@ -153,9 +153,9 @@ where
     /// Lists the messages with a UID above `after`, in UID order. The size is
     /// known for messages larger than `max_size` and 0 for the others.
     ///
-    /// Two UID SEARCH commands answer in one line each, which costs far less
-    /// to parse than a FETCH response per message; a server that rejects
-    /// SEARCH as BAD is asked with `UID FETCH n:* (UID RFC822.SIZE)` instead.
+    /// Two UID SEARCH commands return one line each, which costs far less to
+    /// parse than a FETCH response per message. A server that rejects SEARCH
+    /// as BAD is sent `UID FETCH n:* (UID RFC822.SIZE)` instead.
     pub(crate) async fn list_after(
         &mut self,
         after: u32,

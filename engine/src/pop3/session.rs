@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `-ERR [AUTH]`, or `-ERR` without a code to USER or PASS | credentials rejected (permanent) |
 //! | `-ERR [IN-USE]`, `-ERR [LOGIN-DELAY]` | busy: maildrop locked or too early |
-//! | `-ERR [SYS/TEMP] ... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
+//! | `-ERR`, any code, `... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
+//! | `-ERR` saying "throttled" without a back-off | throttled |
 //! | other `-ERR [SYS/TEMP]`, `[SYS/PERM]`, other `-ERR` | server error |
 
 use std::time::Duration;
@@ -273,19 +274,17 @@ fn check_argument(value: &str, what: &str) -> Result<(), SessionError> {
 }
 
 fn classify(code: Option<&str>, text: String, kind: CommandKind) -> SessionError {
+    // The throttling text is checked first, as for IMAP: a throttled PASS
+    // without a code must not read as rejected credentials.
+    let backoff = parse_suggested_backoff(&text);
+    if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {
+        return SessionError::Throttled { backoff, text };
+    }
     let primary = code.map(|code| code.split('/').next().unwrap_or(code));
-    match (code, primary) {
-        (_, Some("AUTH")) => SessionError::CredentialsRejected(text),
-        (_, Some("IN-USE" | "LOGIN-DELAY")) => SessionError::Busy(text),
-        (Some("SYS/TEMP"), _) => {
-            let backoff = parse_suggested_backoff(&text);
-            if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {
-                SessionError::Throttled { backoff, text }
-            } else {
-                SessionError::Server(text)
-            }
-        }
-        (None, None) if kind == CommandKind::Auth => SessionError::CredentialsRejected(text),
+    match primary {
+        Some("AUTH") => SessionError::CredentialsRejected(text),
+        Some("IN-USE" | "LOGIN-DELAY") => SessionError::Busy(text),
+        None if kind == CommandKind::Auth => SessionError::CredentialsRejected(text),
         _ => SessionError::Server(text),
     }
 }

@@ -1,4 +1,4 @@
-//! A scripted IMAP peer for engine tests: just enough of RFC 3501 to answer
+//! A scripted IMAP peer for engine tests: just enough of RFC 3501 to respond to
 //! the commands a sync cycle sends (LOGIN, CAPABILITY, SELECT, UID FETCH,
 //! UID STORE, UID EXPUNGE, EXPUNGE, LOGOUT), over `tokio::io::duplex` pipes,
 //! with switches for the faults the tests need. It is not a simulator: it
@@ -24,11 +24,11 @@ pub struct Inbox {
     pub next_uid: u32,
     /// (UID, bytes, \Deleted).
     pub messages: Vec<(u32, Vec<u8>, bool)>,
-    /// Answer LOGIN with `NO [AUTHENTICATIONFAILED]`.
+    /// Reject LOGIN with `NO [AUTHENTICATIONFAILED]`.
     pub reject_login: bool,
     /// Refuse this many connections.
     pub refuse: u32,
-    /// Answer this many LOGINs with a throttled `NO [UNAVAILABLE]`.
+    /// Reject this many LOGINs with a throttled `NO [UNAVAILABLE]`.
     pub throttle: u32,
     /// Suggested back-off in the throttled answer, in milliseconds.
     pub throttle_backoff_ms: u64,
@@ -279,7 +279,7 @@ fn uid_command(inbox: &mut Inbox, tag: &str, rest: &str) -> (Vec<u8>, Option<usi
     }
 }
 
-/// Whether `uid` is in an IMAP sequence set such as `1:3,7,9:*`.
+/// Returns whether `uid` is in an IMAP sequence set such as `1:3,7,9:*`.
 fn in_set(set: &str, uid: u32, max_uid: u32) -> bool {
     let value = |text: &str| {
         if text == "*" {
@@ -297,7 +297,7 @@ fn in_set(set: &str, uid: u32, max_uid: u32) -> bool {
     })
 }
 
-/// A plain message with `id` as Message-ID.
+/// Builds a plain message with `id` as Message-ID.
 pub fn message(id: &str, subject: &str) -> Vec<u8> {
     format!(
         "From: Carol <carol@example.org>\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\
@@ -306,7 +306,7 @@ Message-ID: <{id}>\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\n\r\nHello.\r\n"
     .into_bytes()
 }
 
-/// A copy of `original` forwarded as an attachment by `from`.
+/// Builds a copy of `original` forwarded as an attachment by `from`.
 pub fn forwarded(from: &str, id: &str, original: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "From: {from}\r\nTo: fwd@example.com\r\nSubject: FW: copy\r\nMessage-ID: <{id}>\r\n\
@@ -320,7 +320,8 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
     out
 }
 
-/// A copy forwarded inline: the original's text in the body, no attachment.
+/// Builds a copy forwarded inline: the original's text in the body and no
+/// attachment.
 pub fn forwarded_inline(from: &str, id: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: fwd@example.com\r\nSubject: FW: copy\r\nMessage-ID: <{id}>\r\n\r\n\

@@ -18,11 +18,11 @@ pub struct Maildrop {
     pub next_uidl: u32,
     /// Offer PIPELINING in CAPA.
     pub pipelining: bool,
-    /// Answer PASS with `-ERR [IN-USE]` this many times.
+    /// Reject PASS with `-ERR [IN-USE]` this many times.
     pub in_use: u32,
-    /// Close the connection after this many RETR answers in total.
+    /// Close the connection after this many RETR responses in total.
     pub reset_after_retrs: Option<u32>,
-    /// RETR answers sent so far.
+    /// RETR responses sent so far.
     pub retrs: u32,
     /// Sessions that ended with QUIT.
     pub quits: u32,
@@ -162,7 +162,7 @@ async fn serve(peer: Pop3Peer, mailbox: String, stream: DuplexStream) {
     }
 }
 
-/// A RETR answer with dot-stuffing.
+/// Builds a RETR response with dot-stuffing.
 fn retr_answer(raw: &[u8]) -> Vec<u8> {
     let mut reply = b"+OK message follows\r\n".to_vec();
     for line in raw.split_inclusive(|&b| b == b'\n') {
