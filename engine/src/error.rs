@@ -184,8 +184,8 @@ impl CycleError {
 }
 
 /// Extracts `N` from "Request is throttled. Suggested Backoff Time: N
-/// milliseconds", the text Office 365 sends after a throttled IMAP command
-/// (quoted in imapsync issues 198 and 272). Matching ignores case.
+/// milliseconds", the text Office 365 sends after a throttled IMAP command,
+/// as users of imapsync have quoted it. Matching ignores case.
 pub fn parse_suggested_backoff(text: &str) -> Option<Duration> {
     const MARKER: &str = "suggested backoff time:";
     let lower = text.to_ascii_lowercase();

@@ -33,7 +33,7 @@ use crate::validate::ConfigErrors;
 
 use polling::{AfterFailure, Polling};
 
-/// What a mailbox is doing.
+/// Activity of a polled mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailboxState {
     /// Waiting for its next poll.
@@ -172,8 +172,8 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
         })
     }
 
-    /// When `mailbox` polls next; `None` while it runs, when it is disabled,
-    /// or when it is not polled directly.
+    /// Returns when `mailbox` polls next: `None` while it runs, when it is
+    /// disabled, or when it is not polled directly.
     pub fn next_poll(&self, mailbox: &MailboxId) -> Option<Instant> {
         self.shared
             .status()
@@ -181,17 +181,17 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
             .and_then(|status| status.next_poll)
     }
 
-    /// The schedule of `mailbox`, if it is polled directly.
+    /// Returns the schedule of `mailbox`, if it is polled directly.
     pub fn mailbox_status(&self, mailbox: &MailboxId) -> Option<MailboxStatus> {
         self.shared.status().get(mailbox).cloned()
     }
 
-    /// The schedule of every polled mailbox.
+    /// Returns the schedule of every polled mailbox.
     pub fn statuses(&self) -> BTreeMap<MailboxId, MailboxStatus> {
         self.shared.status().clone()
     }
 
-    /// The record store.
+    /// Returns the record store.
     pub fn store(&self) -> &R {
         &self.shared.store
     }

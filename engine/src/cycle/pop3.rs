@@ -58,7 +58,7 @@ where
     let listed = session.list(MAX_LISTING).await?;
     let state = context.store.sync_state(&mailbox.id).await?;
 
-    // Forget UIDLs that left the maildrop, so the set stays as small as it.
+    // Forget UIDLs that left the maildrop, so the set never outgrows it.
     let present: BTreeSet<&str> = listed.iter().map(|entry| &*entry.uidl).collect();
     let mut first_update = SyncUpdate::default();
     if state

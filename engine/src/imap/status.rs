@@ -1,17 +1,18 @@
 //! Classification of failed IMAP commands into cycle errors.
 //!
-//! RFC 5530 response codes carry the meaning; `imap-codec` does not type
-//! them, so they arrive as `Code::Other` and are matched by their atom:
+//! RFC 5530 response codes carry most of the meaning. `imap-codec` does not
+//! type them, so they arrive as `Code::Other` and are matched by their atom.
+//! The rows apply in this order:
 //!
 //! | response | meaning |
 //! |---|---|
-//! | `NO [AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]` | credentials rejected (permanent) |
-//! | `NO` without a code, to LOGIN | credentials rejected (RFC 3501 section 6.2.3) |
 //! | `NO` or `BAD`, any code, `Request is throttled. Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
 //! | `NO` or `BAD` saying "throttled" without a back-off | throttled |
-//! | other `NO [UNAVAILABLE]`, other `NO` | temporary server error |
-//! | `NO [LIMIT]`, `NO [INUSE]` | busy |
 //! | `BAD` | command rejected (a protocol error) |
+//! | `NO [AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]` | credentials rejected (permanent) |
+//! | `NO [LIMIT]`, `NO [INUSE]` | busy |
+//! | `NO` without a code, to LOGIN | credentials rejected (RFC 3501 section 6.2.3) |
+//! | other `NO`, including `NO [UNAVAILABLE]` | temporary server error |
 
 use imap_codec::imap_types::response::{Code, StatusBody, StatusKind};
 
@@ -60,7 +61,7 @@ pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> Sess
     }
 }
 
-/// Returns a throttling error when `text` says the request was throttled.
+/// Returns a throttling error when `text` reports a throttled request.
 pub(crate) fn throttled(text: &str) -> Option<SessionError> {
     let backoff = parse_suggested_backoff(text);
     if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {

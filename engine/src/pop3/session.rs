@@ -1,12 +1,13 @@
 //! The POP3 commands a sync cycle needs: USER/PASS, UIDL, LIST, RETR, DELE
-//! and QUIT (RFC 1939), with RFC 2449 response codes classified.
+//! and QUIT (RFC 1939), with RFC 2449 response codes classified in the
+//! order of this table:
 //!
 //! | response | meaning |
 //! |---|---|
-//! | `-ERR [AUTH]`, or `-ERR` without a code to USER or PASS | credentials rejected (permanent) |
-//! | `-ERR [IN-USE]`, `-ERR [LOGIN-DELAY]` | busy: maildrop locked or too early |
 //! | `-ERR`, any code, `... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
 //! | `-ERR` saying "throttled" without a back-off | throttled |
+//! | `-ERR [AUTH]`, or `-ERR` without a code to USER or PASS | credentials rejected (permanent) |
+//! | `-ERR [IN-USE]`, `-ERR [LOGIN-DELAY]` | busy: maildrop locked or too early |
 //! | other `-ERR [SYS/TEMP]`, `[SYS/PERM]`, other `-ERR` | server error |
 
 use std::time::Duration;
