@@ -89,9 +89,10 @@ impl<R, C> Shared<R, C> {
 /// A running sync engine.
 ///
 /// [`Engine::start`] spawns one task per polled mailbox on the current tokio
-/// runtime; [`Engine::stop`] ends them. Stopping cancels cycles in flight,
-/// which is safe: a cancelled cycle committed either a whole batch or
-/// nothing, and the next start resumes from the committed sync state.
+/// runtime, so it must be called inside one. [`Engine::stop`] ends the
+/// tasks, and so does dropping the engine. Stopping cancels cycles in
+/// flight, which is safe: a cancelled cycle committed either whole batches
+/// or nothing, and the next start resumes from the committed sync state.
 pub struct Engine<R, C> {
     shared: Arc<Shared<R, C>>,
     tasks: Vec<JoinHandle<()>>,
