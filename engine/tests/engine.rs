@@ -296,6 +296,39 @@ async fn reset_mid_fetch_retried_without_loss_or_duplicate() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
+async fn out_of_order_fetch_loses_nothing() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    peer.inbox("alice").reverse_fetch = true;
+    for index in 0..120 {
+        peer.inbox("alice")
+            .deliver(message(&format!("m{index}@example.org"), "hello"));
+    }
+    // Cut halfway: the messages with the highest UIDs arrived and were
+    // committed, but the watermark must stay below the lowest missing UID.
+    peer.inbox("alice").reset_body_fetch = Some(0);
+    let store = Arc::new(MemoryStore::new());
+    let (events, engine) = run_engine(
+        config(vec![user("alice")]),
+        store.clone(),
+        &peer,
+        30 * MINUTE,
+    )
+    .await?;
+    engine.stop().await;
+
+    assert_eq!(
+        outcomes(&events, "alice").get(1),
+        Some(&CycleOutcome::Completed)
+    );
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.incoming_activities(), 120);
+    assert!(snapshot.party_counts().values().all(|&count| count == 1));
+    let cursor = snapshot.sync_states[&MailboxId::new("alice")].imap;
+    assert_eq!(cursor.map(|cursor| cursor.last_uid), Some(120));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
 async fn rejected_credentials_disable_exactly_one_mailbox() -> TestResult {
     let peer = peer_with(&["alice", "bob", "carol"]);
     peer.inbox("bob").reject_login = true;

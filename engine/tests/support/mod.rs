@@ -43,6 +43,8 @@ pub struct Inbox {
     pub latency: Duration,
     /// Answer UID SEARCH with BAD, like a server without SEARCH.
     pub no_search: bool,
+    /// Send FETCH responses in descending UID order, which RFC 3501 allows.
+    pub reverse_fetch: bool,
 }
 
 impl Inbox {
@@ -221,7 +223,12 @@ fn uid_command(inbox: &mut Inbox, tag: &str, rest: &str) -> (Vec<u8>, Option<usi
         "FETCH" => {
             let bodies = items.contains("BODY.PEEK[]");
             let mut out = Vec::new();
-            for (index, (uid, raw, _)) in inbox.messages.iter().enumerate() {
+            let mut order: Vec<usize> = (0..inbox.messages.len()).collect();
+            if inbox.reverse_fetch {
+                order.reverse();
+            }
+            for index in order {
+                let (uid, raw, _) = &inbox.messages[index];
                 if !wanted(*uid) {
                     continue;
                 }
