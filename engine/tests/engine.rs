@@ -320,6 +320,13 @@ async fn out_of_order_fetch_loses_nothing() -> TestResult {
         outcomes(&events, "alice").get(1),
         Some(&CycleOutcome::Completed)
     );
+    // The retry downloads the 50 committed messages again and finds them
+    // to be duplicates.
+    let duplicates = reasons(&events)
+        .iter()
+        .filter(|reason| **reason == Reason::Duplicate)
+        .count();
+    assert_eq!(duplicates, 50);
     let snapshot = store.snapshot();
     assert_eq!(snapshot.incoming_activities(), 120);
     assert!(snapshot.party_counts().values().all(|&count| count == 1));
