@@ -1,8 +1,8 @@
 //! Configuration: server profiles, mailboxes, contacts and engine settings.
 //!
 //! The types mirror how a CRM administrator configures server-side
-//! synchronization: a server profile says where mail lives, a mailbox says
-//! whose mail it is and how it arrives (polled directly, or copied into a
+//! synchronization: a server profile tells where mail lives, a mailbox
+//! tells whose mail it is and how it arrives (polled directly, or copied into a
 //! forward mailbox by a server-side rule), and the engine settings size the
 //! cluster and its polling. [`Config::validate`](crate::validate) checks the
 //! whole set before an engine starts.
@@ -25,7 +25,7 @@ impl MailboxId {
         Self(Arc::from(id.as_ref()))
     }
 
-    /// The identifier as text.
+    /// Returns the identifier as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,7 +59,7 @@ impl ProfileId {
         Self(Arc::from(id.as_ref()))
     }
 
-    /// The identifier as text.
+    /// Returns the identifier as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -93,24 +93,24 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// A user owner.
+    /// Creates a user owner.
     pub fn user(name: impl AsRef<str>) -> Self {
         Self::User(Arc::from(name.as_ref()))
     }
 
-    /// A queue owner.
+    /// Creates a queue owner.
     pub fn queue(name: impl AsRef<str>) -> Self {
         Self::Queue(Arc::from(name.as_ref()))
     }
 
-    /// The owner's name.
+    /// Returns the owner's name.
     pub fn name(&self) -> &str {
         match self {
             Self::User(name) | Self::Queue(name) => name,
         }
     }
 
-    /// Whether the owner is a queue.
+    /// Returns whether the owner is a queue.
     pub fn is_queue(&self) -> bool {
         matches!(self, Self::Queue(_))
     }
@@ -178,7 +178,7 @@ impl Credentials {
 /// Default of [`ServerProfile::max_connections`], the CRM's published default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10;
 
-/// Where and how to reach a mail server.
+/// Address, protocol and limits of a mail server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerProfile {
     /// Unique identifier.
@@ -199,7 +199,7 @@ pub struct ServerProfile {
 }
 
 impl ServerProfile {
-    /// A profile with the default limits and no shared credentials.
+    /// Creates a profile with the default limits and no shared credentials.
     pub fn new(
         id: impl Into<ProfileId>,
         host: impl Into<String>,
@@ -218,7 +218,7 @@ impl ServerProfile {
     }
 }
 
-/// How mail reaches the engine for one mailbox.
+/// Route by which one mailbox's mail reaches the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IncomingMethod {
     /// The engine polls this mailbox on the given server profile.
@@ -228,7 +228,7 @@ pub enum IncomingMethod {
     ViaForward(MailboxId),
 }
 
-/// Which incoming email a mailbox's owner tracks.
+/// Selection of incoming email that a mailbox's owner tracks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TrackingFilter {
     /// Every email.
@@ -266,12 +266,13 @@ pub struct MailboxConfig {
     pub delete_after_processing: bool,
     /// Ignore email received before this time.
     pub process_received_after: Option<DateTime<Utc>>,
-    /// Which email becomes records.
+    /// Selection of email that becomes records.
     pub tracking_filter: TrackingFilter,
 }
 
 impl MailboxConfig {
-    /// A mailbox polled directly through `profile`, with the default filter.
+    /// Creates a mailbox polled directly through `profile`, with the default
+    /// filter.
     pub fn direct(
         id: impl Into<MailboxId>,
         owner: Owner,
@@ -291,7 +292,8 @@ impl MailboxConfig {
         }
     }
 
-    /// A mailbox whose mail reaches the engine through `forward_mailbox`.
+    /// Creates a mailbox whose mail reaches the engine through
+    /// `forward_mailbox`.
     pub fn via_forward(
         id: impl Into<MailboxId>,
         owner: Owner,
@@ -311,7 +313,7 @@ impl MailboxConfig {
         }
     }
 
-    /// A forward mailbox polled through `profile`.
+    /// Creates a forward mailbox polled through `profile`.
     pub fn forward(
         id: impl Into<MailboxId>,
         owner: Owner,
@@ -342,7 +344,8 @@ impl MailboxConfig {
         self
     }
 
-    /// The profile this mailbox is polled through, if it is polled directly.
+    /// Returns the profile this mailbox is polled through, if it is polled
+    /// directly.
     pub fn profile(&self) -> Option<&ProfileId> {
         match &self.incoming {
             IncomingMethod::Direct(profile) => Some(profile),
@@ -360,7 +363,7 @@ pub struct Contact {
     pub address: String,
 }
 
-/// How transient cycle failures are retried.
+/// Retry schedule for transient cycle failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after consecutive failed cycles before the failure counts as
@@ -389,7 +392,7 @@ pub struct EngineSettings {
     pub threads_per_node: usize,
     /// Interval between the end of a cycle that found mail and the next one.
     pub poll_interval_min: Duration,
-    /// Longest interval an idle mailbox backs off to.
+    /// Maximum interval an idle mailbox backs off to.
     pub poll_interval_idle_max: Duration,
     /// Messages fetched and committed together.
     pub batch_size: usize,
@@ -401,7 +404,7 @@ pub struct EngineSettings {
     pub max_email_attempts: u32,
     /// Tracking-token prefix; a token is the prefix and then 7 digits.
     pub tracking_token_prefix: String,
-    /// Longest wait for a connection or for the server's next bytes.
+    /// Maximum wait for a connection or for the server's next bytes.
     pub command_timeout: Duration,
     /// Largest message, in bytes, the engine downloads; larger ones are
     /// reported as email-level errors and skipped.
@@ -444,12 +447,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// The mailbox with `id`.
+    /// Returns the mailbox with `id`.
     pub fn mailbox(&self, id: &MailboxId) -> Option<&MailboxConfig> {
         self.mailboxes.iter().find(|mailbox| &mailbox.id == id)
     }
 
-    /// The profile with `id`.
+    /// Returns the profile with `id`.
     pub fn profile(&self, id: &ProfileId) -> Option<&ServerProfile> {
         self.profiles.iter().find(|profile| &profile.id == id)
     }

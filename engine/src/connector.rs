@@ -2,8 +2,8 @@
 //!
 //! The protocol clients work over any `AsyncRead + AsyncWrite` stream, so the
 //! same engine talks to a real server over TCP ([`TcpConnector`]) or to an
-//! in-process simulator over `tokio::io::duplex` pipes (a connector the
-//! caller supplies, which may use the mailbox to route or to refuse).
+//! in-process simulator over `tokio::io::duplex` pipes. Such a connector is
+//! the caller's, and it may use the mailbox to route or to reject.
 
 use std::future::Future;
 use std::io;
@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{MailboxId, Protocol, ServerProfile};
 
-/// What a connection is for.
+/// Purpose of a connection: the server and the mailbox to sync.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectTarget<'a> {
     /// The server profile: host, port and protocol.
@@ -55,7 +55,7 @@ impl Connector for TcpConnector {
     async fn connect(&self, target: ConnectTarget<'_>) -> io::Result<TcpStream> {
         let stream =
             TcpStream::connect((target.profile.host.as_str(), target.profile.port)).await?;
-        // Commands are small and each waits for its answer, so Nagle's
+        // Commands are small and each waits for its response, so Nagle's
         // algorithm would only add delay.
         stream.set_nodelay(true)?;
         Ok(stream)

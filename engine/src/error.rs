@@ -183,9 +183,9 @@ impl CycleError {
     }
 }
 
-/// Extracts `N` from "... Suggested Backoff Time: N milliseconds", the text
-/// Exchange Online sends with a throttled IMAP or POP3 answer. Matching
-/// ignores case.
+/// Extracts `N` from "Request is throttled. Suggested Backoff Time: N
+/// milliseconds", the text Office 365 sends after a throttled IMAP command,
+/// as users of imapsync have quoted it. Matching ignores case.
 pub fn parse_suggested_backoff(text: &str) -> Option<Duration> {
     const MARKER: &str = "suggested backoff time:";
     let lower = text.to_ascii_lowercase();

@@ -1,4 +1,5 @@
-//! Typed events for whoever measures the engine, and the sinks that take them.
+//! Typed events for the code that measures the engine, and the sinks that
+//! receive them.
 //!
 //! Events carry `tokio::time::Instant`s, so under a paused clock they are
 //! virtual times; a runner converts them to offsets from its start. Logs go
@@ -25,7 +26,7 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// How a cycle ended.
+/// Outcome of a cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CycleOutcome {
     /// Every new message was processed.
@@ -37,14 +38,14 @@ pub enum CycleOutcome {
     Blocked,
     /// The cycle failed.
     Failed {
-        /// What went wrong.
+        /// Error category.
         kind: ErrorKind,
         /// Whether the mailbox is retried (false: it was disabled).
         retry: bool,
     },
 }
 
-/// What an alert is about.
+/// Subject of an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AlertCode {
     /// The server rejected the mailbox's credentials; the mailbox is disabled.
@@ -72,7 +73,7 @@ pub struct Alert {
     pub level: ErrorLevel,
     /// The mailbox concerned.
     pub mailbox: MailboxId,
-    /// What happened.
+    /// Alert code.
     pub code: AlertCode,
     /// Human-readable detail.
     pub text: String,
@@ -91,9 +92,9 @@ pub struct EmailProcessed {
     pub message_id: Option<Arc<str>>,
     /// The user or queue it was attributed to, if any.
     pub party: Option<Owner>,
-    /// Why it did or did not become records.
+    /// Reason it did or did not become records.
     pub reason: Reason,
-    /// What was created.
+    /// Records created.
     pub created: Created,
     /// When the decision was committed.
     pub at: Instant,
@@ -123,7 +124,7 @@ pub enum Event {
         fetched: usize,
         /// Messages decided and committed.
         processed: usize,
-        /// How it ended.
+        /// Outcome.
         outcome: CycleOutcome,
     },
     /// One message was decided.
@@ -144,7 +145,7 @@ pub enum Event {
         level: ErrorLevel,
         /// The mailbox concerned.
         mailbox: MailboxId,
-        /// What went wrong.
+        /// Error category.
         kind: ErrorKind,
         /// Human-readable detail.
         text: String,
@@ -186,12 +187,12 @@ pub struct VecSink {
 }
 
 impl VecSink {
-    /// An empty sink.
+    /// Creates an empty sink.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A copy of the events so far.
+    /// Returns a copy of the events so far.
     pub fn events(&self) -> Vec<Event> {
         self.lock().clone()
     }

@@ -15,8 +15,8 @@
 //!   [`validate`] checks them and names each bad value and its fix.
 //! - [`connector`]: opens streams; [`TcpConnector`] by default, any
 //!   `AsyncRead + AsyncWrite` stream from a caller's connector.
-//! - `imap` and `pop3` (private): protocol clients. IMAP parsing is
-//!   `imap-next`'s; POP3 has a small sans-I/O response parser.
+//! - `imap` and `pop3` (private): protocol clients. IMAP responses are
+//!   decoded by `imap-codec`; POP3 has a small sans-I/O response parser.
 //! - `cycle` (private): one sync cycle of one mailbox, per protocol.
 //! - `process` (private): parses each message once with `mail-parser`,
 //!   unwraps forwarded copies, extracts correlation keys.
@@ -36,11 +36,14 @@
 //! ```text
 //! Engine task (one per polled mailbox)
 //!   └─ wait for next poll, a node slot and a profile connection permit
-//!      └─ cycle: Connector → LOGIN/USER+PASS → SELECT INBOX / UIDL
-//!         └─ per batch: UID FETCH / RETR → process (parse, unwrap, keys)
-//!            └─ RecordStore::commit(CommitBatch: drafts + sync update)
+//!      └─ cycle: Connector → LOGIN / USER+PASS
+//!         └─ list new mail: SELECT INBOX + UID SEARCH / CAPA + UIDL + LIST
+//!         └─ download: one streamed UID FETCH / pipelined RETRs
+//!            └─ per message: process (parse once, unwrap, correlation keys)
+//!            └─ every batch_size messages:
+//!               RecordStore::commit(CommitBatch: drafts + sync update)
 //!               └─ decide::apply_batch under the store's lock → decisions
-//!            └─ events: EmailProcessed, Error, Alert
+//!               └─ events: EmailProcessed, Error, Alert
 //!         └─ optional delete (UID STORE \Deleted + UID EXPUNGE / DELE)
 //!   └─ next poll: minimum interval if mail was found, doubled when idle,
 //!      retry interval (or the server's back-off) after a failure
@@ -48,7 +51,9 @@
 //!
 //! Records and the sync watermark are committed together, and nothing is
 //! deleted from the server before its batch is committed, so a cycle that
-//! dies at any point is retried without losing or duplicating mail.
+//! dies at any point is retried without losing or duplicating mail. The
+//! server keeps sending while a batch is processed and committed, so its
+//! work overlaps the engine's.
 //!
 //! # Time
 //!

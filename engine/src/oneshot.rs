@@ -18,7 +18,7 @@ use crate::process::Directory;
 use crate::records::{Created, RecordStore};
 use crate::validate::ConfigErrors;
 
-/// Why a one-shot sync could not start.
+/// Failure to start a one-shot sync.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncOnceError {
     /// The configuration is invalid.
@@ -61,12 +61,13 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// Messages that created an activity or added a party, over all mailboxes.
+    /// Returns the messages that created an activity or added a party, over
+    /// all mailboxes.
     pub fn records_created(&self) -> usize {
         self.mailboxes.iter().map(|m| m.records_created).sum()
     }
 
-    /// The alerts raised.
+    /// Returns the alerts raised.
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.events.iter().filter_map(|event| match event {
             Event::Alert(alert) => Some(alert),

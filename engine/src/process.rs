@@ -69,6 +69,23 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// Returns whether processing mail fetched by `mailbox` compares received
+    /// times. A direct mailbox needs its own process-received-after setting,
+    /// a forward mailbox any mailbox's, because a copy may come from any.
+    pub(crate) fn uses_received_time(&self, mailbox: &MailboxId, forward: bool) -> bool {
+        if forward {
+            self.mailboxes
+                .values()
+                .any(|info| info.received_after.is_some())
+        } else {
+            self.mailboxes
+                .get(mailbox)
+                .is_some_and(|info| info.received_after.is_some())
+        }
+    }
+}
+
 /// The result of processing one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Processed {

@@ -12,7 +12,8 @@ impl Secret {
         Self(value.into())
     }
 
-    /// The wrapped value. Callers pass it to the server and never log it.
+    /// Returns the wrapped value. Callers pass it to the server and never
+    /// log it.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -99,7 +99,7 @@ Please ship order {index}.\r\n"
     )
 }
 
-/// Logs in as `user` until Dovecot knows the account. Dovecot checks the
+/// Logs in as `user` until Dovecot accepts the account. Dovecot checks the
 /// passwd-file at most once a second, so an account appended just after a
 /// check stays unknown for up to a second.
 async fn wait_for_account(dovecot: &Dovecot, user: &str) -> TestResult {
@@ -125,7 +125,7 @@ async fn wait_for_account(dovecot: &Dovecot, user: &str) -> TestResult {
 }
 
 /// Appends `count` messages to INBOX with pipelined APPENDs (LITERAL+), then
-/// waits for every tagged answer.
+/// waits for every tagged response.
 async fn append(dovecot: &Dovecot, user: &str, count: usize) -> TestResult {
     wait_for_account(dovecot, user).await?;
     let stream = TcpStream::connect((dovecot.imap.0.as_str(), dovecot.imap.1)).await?;

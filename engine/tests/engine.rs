@@ -198,6 +198,28 @@ async fn oversized_message_skipped_as_email_error() -> TestResult {
 }
 
 #[tokio::test]
+async fn received_after_uses_internaldate() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    // The server received it on 1 January 2024; its Date header says 2030.
+    let raw = "From: carol@example.org\r\nSubject: hi\r\nMessage-ID: <late@example.org>\r\n\
+Date: Tue, 1 Jan 2030 09:00:00 +0000\r\n\r\nBody\r\n";
+    peer.inbox("alice").deliver(raw);
+    for (cutoff, expected) in [
+        ("2023-12-31T00:00:00Z", Reason::AcceptAll),
+        ("2025-01-01T00:00:00Z", Reason::ReceivedBeforeStart),
+    ] {
+        let mut config = config(vec![user("alice")]);
+        config.mailboxes[0].process_received_after = Some(cutoff.parse()?);
+        let store = MemoryStore::new();
+
+        let report = sync_once(&config, &ids(&["alice"]), &store, &peer).await?;
+
+        assert_eq!(reasons(&report.events), [expected], "cutoff {cutoff}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn uidvalidity_reset_resyncs_without_duplicates() -> TestResult {
     let peer = peer_with(&["alice"]);
     for index in 0..3 {
@@ -274,6 +296,46 @@ async fn reset_mid_fetch_retried_without_loss_or_duplicate() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
+async fn out_of_order_fetch_loses_nothing() -> TestResult {
+    let peer = peer_with(&["alice"]);
+    peer.inbox("alice").reverse_fetch = true;
+    for index in 0..120 {
+        peer.inbox("alice")
+            .deliver(message(&format!("m{index}@example.org"), "hello"));
+    }
+    // Cut halfway: the messages with the highest UIDs arrived and were
+    // committed, but the watermark must stay below the lowest missing UID.
+    peer.inbox("alice").reset_body_fetch = Some(0);
+    let store = Arc::new(MemoryStore::new());
+    let (events, engine) = run_engine(
+        config(vec![user("alice")]),
+        store.clone(),
+        &peer,
+        30 * MINUTE,
+    )
+    .await?;
+    engine.stop().await;
+
+    assert_eq!(
+        outcomes(&events, "alice").get(1),
+        Some(&CycleOutcome::Completed)
+    );
+    // The retry downloads the 50 committed messages again and finds them
+    // to be duplicates.
+    let duplicates = reasons(&events)
+        .iter()
+        .filter(|reason| **reason == Reason::Duplicate)
+        .count();
+    assert_eq!(duplicates, 50);
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.incoming_activities(), 120);
+    assert!(snapshot.party_counts().values().all(|&count| count == 1));
+    let cursor = snapshot.sync_states[&MailboxId::new("alice")].imap;
+    assert_eq!(cursor.map(|cursor| cursor.last_uid), Some(120));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
 async fn rejected_credentials_disable_exactly_one_mailbox() -> TestResult {
     let peer = peer_with(&["alice", "bob", "carol"]);
     peer.inbox("bob").reject_login = true;
@@ -330,7 +392,7 @@ async fn individual_mailboxes_spread_over_nodes() -> TestResult {
 }
 
 #[tokio::test(start_paused = true)]
-async fn forward_mailbox_runs_on_one_node_one_cycle_at_a_time() -> TestResult {
+async fn forward_mailbox_serial_on_one_node() -> TestResult {
     let peer = peer_with(&["fwd", "dave"]);
     peer.inbox("fwd").latency = Duration::from_millis(200);
     for index in 0..30 {

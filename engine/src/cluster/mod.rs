@@ -33,7 +33,7 @@ use crate::validate::ConfigErrors;
 
 use polling::{AfterFailure, Polling};
 
-/// What a mailbox is doing.
+/// Activity of a polled mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailboxState {
     /// Waiting for its next poll.
@@ -89,9 +89,10 @@ impl<R, C> Shared<R, C> {
 /// A running sync engine.
 ///
 /// [`Engine::start`] spawns one task per polled mailbox on the current tokio
-/// runtime; [`Engine::stop`] ends them. Stopping cancels cycles in flight,
-/// which is safe: a cancelled cycle committed either a whole batch or
-/// nothing, and the next start resumes from the committed sync state.
+/// runtime, so it must be called inside one. [`Engine::stop`] ends the
+/// tasks, and so does dropping the engine. Stopping cancels cycles in
+/// flight, which is safe: a cancelled cycle committed either whole batches
+/// or nothing, and the next start resumes from the committed sync state.
 pub struct Engine<R, C> {
     shared: Arc<Shared<R, C>>,
     tasks: Vec<JoinHandle<()>>,
@@ -172,8 +173,8 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
         })
     }
 
-    /// When `mailbox` polls next; `None` while it runs, when it is disabled,
-    /// or when it is not polled directly.
+    /// Returns when `mailbox` polls next: `None` while it runs, when it is
+    /// disabled, or when it is not polled directly.
     pub fn next_poll(&self, mailbox: &MailboxId) -> Option<Instant> {
         self.shared
             .status()
@@ -181,17 +182,17 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
             .and_then(|status| status.next_poll)
     }
 
-    /// The schedule of `mailbox`, if it is polled directly.
+    /// Returns the schedule of `mailbox`, if it is polled directly.
     pub fn mailbox_status(&self, mailbox: &MailboxId) -> Option<MailboxStatus> {
         self.shared.status().get(mailbox).cloned()
     }
 
-    /// The schedule of every polled mailbox.
+    /// Returns the schedule of every polled mailbox.
     pub fn statuses(&self) -> BTreeMap<MailboxId, MailboxStatus> {
         self.shared.status().clone()
     }
 
-    /// The record store.
+    /// Returns the record store.
     pub fn store(&self) -> &R {
         &self.shared.store
     }

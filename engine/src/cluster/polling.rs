@@ -3,7 +3,7 @@
 //! After a cycle that found mail the next poll is the minimum interval after
 //! the cycle's end. Each cycle that finds nothing doubles the interval, up to
 //! the idle maximum. A failed cycle is retried after the retry interval, or
-//! after the server's suggested back-off when that is longer; after
+//! after the server's suggested back-off when that is longer. After
 //! `max_retries` consecutive failures, or at once for rejected credentials,
 //! the failure is permanent and the mailbox is disabled.
 
@@ -12,12 +12,12 @@ use std::time::Duration;
 use crate::config::RetryPolicy;
 use crate::error::{CycleError, ErrorKind};
 
-/// What to do after a failed cycle.
+/// Decision after a failed cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AfterFailure {
     /// Retry after this delay.
     Retry(Duration),
-    /// Disable the mailbox; the kind says why.
+    /// Disable the mailbox, for the reason the kind names.
     Disable(ErrorKind),
 }
 
@@ -42,12 +42,12 @@ impl Polling {
         }
     }
 
-    /// The current interval after a successful cycle.
+    /// Returns the current interval after a successful cycle.
     pub(crate) fn interval(&self) -> Duration {
         self.interval
     }
 
-    /// Consecutive failed cycles.
+    /// Returns the number of consecutive failed cycles.
     pub(crate) fn failures(&self) -> u32 {
         self.failures
     }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{BatchBuilder, CycleContext, CycleFailure, CycleStats};
 use crate::error::CycleError;
 use crate::events::{CycleOutcome, EventSink};
-use crate::imap::session::{Fetched, ImapSession, Listed};
+use crate::imap::session::{ImapSession, Listed};
 use crate::records::{ImapCursor, RecordStore, SourceKey, SyncState, SyncUpdate};
 
 /// Largest IMAP response accepted besides the message itself: FETCH
@@ -156,6 +156,10 @@ fn too_large(entry: &Listed, max: usize) -> bool {
 /// messages while the rest is still arriving, so the server's work overlaps
 /// processing. Stops at a message that blocks. Returns the UIDs handled
 /// (decided, skipped, quarantined, or expunged by someone else meanwhile).
+///
+/// Servers send FETCH responses in UID order in practice, but RFC 3501 does
+/// not require it, so messages are processed in arrival order and the
+/// watermark only passes a UID once every listed UID up to it is handled.
 async fn fetch_and_commit<St, R, E>(
     context: &CycleContext<'_, R, E>,
     session: &mut ImapSession<St>,
@@ -171,77 +175,142 @@ where
 {
     let settings = context.settings;
     let max = settings.max_message_size;
+    let mut progress = Progress::new(new, sync.cursor.last_uid);
+    let mut builder = BatchBuilder::new(context);
+    let mut in_batch = 0;
+
+    // Messages too large to download are decided in UID order among the
+    // others: each before the first downloaded message with a higher UID.
+    let mut next_large = 0;
+    let mut decide_large =
+        |below: usize, builder: &mut BatchBuilder<'_, R, E>, progress: &mut Progress<'_>| {
+            let mut decided = 0;
+            while next_large < below {
+                if let Some(entry) = new.get(next_large).filter(|entry| too_large(entry, max)) {
+                    builder.push_too_large(SourceKey::Uid(entry.uid), u64::from(entry.size));
+                    progress.done(next_large);
+                    decided += 1;
+                }
+                next_large += 1;
+            }
+            decided
+        };
+
     let small: Vec<u32> = new
         .iter()
         .filter(|entry| !too_large(entry, max))
         .map(|entry| entry.uid)
         .collect();
-    let mut fetch = session.start_fetch(&small)?;
-    let mut next: Option<Fetched> = None;
-    let mut handled = Vec::with_capacity(new.len());
-    let mut builder = BatchBuilder::new(context);
-    let mut in_batch = 0;
-
-    for entry in new {
-        let key = SourceKey::Uid(entry.uid);
-        if too_large(entry, max) {
-            builder.push_too_large(key, u64::from(entry.size));
-        } else {
-            // Messages arrive in UID order; skip any the listing did not name.
-            let message = loop {
-                if next.is_none() {
-                    next = match fetch.as_mut() {
-                        Some(pending) => session.next_fetched(pending).await?,
-                        None => None,
-                    };
-                    if next.is_none() {
-                        fetch = None;
-                    } else {
-                        stats.fetched += 1;
-                    }
-                }
-                match next.take() {
-                    Some(message) if message.uid < entry.uid => continue,
-                    Some(message) if message.uid > entry.uid => {
-                        next = Some(message);
-                        break None;
-                    }
-                    other => break other,
-                }
+    let mailbox = context.mailbox;
+    let internal_date = context
+        .directory
+        .uses_received_time(&mailbox.id, mailbox.is_forward);
+    if let Some(mut pending) = session.start_fetch(&small, internal_date).await? {
+        while let Some(message) = session.next_fetched(&mut pending).await? {
+            stats.fetched += 1;
+            // Skip unsolicited FETCH data and repeats.
+            let Some(index) = progress.awaited(message.uid) else {
+                continue;
             };
-            match message {
-                Some(message) => {
-                    if !builder.push(state, key, &message.raw, message.internal_date) {
-                        stats.outcome = CycleOutcome::Blocked;
-                        break;
-                    }
-                }
-                None => tracing::debug!(
-                    uid = entry.uid,
-                    "listed message missing from FETCH; expunged meanwhile"
-                ),
+            in_batch += decide_large(index, &mut builder, &mut progress);
+            let key = SourceKey::Uid(message.uid);
+            if !builder.push(state, key, &message.raw, message.internal_date) {
+                stats.outcome = CycleOutcome::Blocked;
+                break;
+            }
+            progress.done(index);
+            in_batch += 1;
+            if in_batch >= settings.batch_size {
+                let full = std::mem::replace(&mut builder, BatchBuilder::new(context));
+                sync.cursor.last_uid = progress.watermark();
+                commit(full, sync, stats).await?;
+                in_batch = 0;
             }
         }
-        handled.push(entry.uid);
-        sync.cursor.last_uid = entry.uid;
-        in_batch += 1;
-        if in_batch == settings.batch_size {
-            let full = std::mem::replace(&mut builder, BatchBuilder::new(context));
-            commit(full, sync, stats).await?;
-            in_batch = 0;
-        }
-    }
-    if in_batch > 0 || !builder.is_empty() {
-        commit(builder, sync, stats).await?;
     }
 
-    // Read the rest of the response unless a blocking message ended the loop.
-    if stats.outcome != CycleOutcome::Blocked
-        && let Some(pending) = fetch.as_mut()
-    {
-        while session.next_fetched(pending).await?.is_some() {}
+    // Listed messages the server did not send were expunged meanwhile.
+    if stats.outcome != CycleOutcome::Blocked {
+        in_batch += decide_large(new.len(), &mut builder, &mut progress);
+        for uid in progress.finish() {
+            tracing::debug!(uid, "listed message missing from FETCH; expunged meanwhile");
+        }
     }
-    Ok(handled)
+    sync.cursor.last_uid = progress.watermark();
+    if in_batch > 0 || !builder.is_empty() || sync.pending.is_some() {
+        commit(builder, sync, stats).await?;
+    }
+    Ok(progress.handled())
+}
+
+/// Which listed messages are handled, and how far the watermark may move.
+struct Progress<'a> {
+    entries: &'a [Listed],
+    done: Vec<bool>,
+    /// Entries before this index are all handled.
+    frontier: usize,
+    start: u32,
+}
+
+impl<'a> Progress<'a> {
+    fn new(entries: &'a [Listed], start: u32) -> Self {
+        Self {
+            entries,
+            done: vec![false; entries.len()],
+            frontier: 0,
+            start,
+        }
+    }
+
+    /// Returns the index of the listed, not yet handled message `uid`.
+    fn awaited(&self, uid: u32) -> Option<usize> {
+        let index = self
+            .entries
+            .binary_search_by_key(&uid, |entry| entry.uid)
+            .ok()?;
+        (!self.done.get(index).copied().unwrap_or(true)).then_some(index)
+    }
+
+    fn done(&mut self, index: usize) {
+        if let Some(done) = self.done.get_mut(index) {
+            *done = true;
+        }
+        while self.done.get(self.frontier).copied().unwrap_or(false) {
+            self.frontier += 1;
+        }
+    }
+
+    /// Marks every remaining entry handled; returns their UIDs.
+    fn finish(&mut self) -> Vec<u32> {
+        let missing: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| !self.done.get(i).copied().unwrap_or(true))
+            .collect();
+        for &index in &missing {
+            self.done(index);
+        }
+        missing
+            .into_iter()
+            .filter_map(|index| self.entries.get(index).map(|entry| entry.uid))
+            .collect()
+    }
+
+    /// Returns the highest UID up to which every listed message is handled.
+    fn watermark(&self) -> u32 {
+        self.frontier
+            .checked_sub(1)
+            .and_then(|last| self.entries.get(last))
+            .map_or(self.start, |entry| entry.uid)
+    }
+
+    /// Returns the UIDs of every handled message.
+    fn handled(&self) -> Vec<u32> {
+        self.entries
+            .iter()
+            .zip(&self.done)
+            .filter(|(_, done)| **done)
+            .map(|(entry, _)| entry.uid)
+            .collect()
+    }
 }
 
 async fn commit<R, E>(

@@ -1,9 +1,9 @@
 //! One sync cycle of one mailbox: connect, log in, find new mail, fetch it in
 //! batches, process, commit records with the sync state, optionally delete.
 //!
-//! The protocol-specific steps live in [`imap`] and [`pop3`]; this module
-//! holds what both share: the cycle's inputs, building a batch from fetched
-//! messages, committing it and reporting its decisions.
+//! The protocol-specific steps live in [`imap`] and [`pop3`]. This module
+//! contains what both share: the cycle's inputs, building a batch from
+//! fetched messages, committing it and reporting its decisions.
 //!
 //! Crash safety: nothing is deleted on the server before the batch that
 //! processed it is committed, and the committed sync state (IMAP watermark
@@ -40,7 +40,7 @@ pub(crate) struct CycleContext<'a, R: ?Sized, E: ?Sized> {
     pub(crate) events: &'a E,
 }
 
-/// What a finished cycle did.
+/// Counts and outcome of a finished cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CycleStats {
     /// Messages downloaded.
@@ -60,7 +60,7 @@ impl CycleStats {
         }
     }
 
-    /// Whether the cycle found mail, for adaptive polling.
+    /// Returns whether the cycle found mail, for adaptive polling.
     pub fn found_mail(&self) -> bool {
         self.fetched > 0 || self.outcome != CycleOutcome::Completed
     }
@@ -110,7 +110,7 @@ where
         }
     }
 
-    /// Whether nothing was added.
+    /// Returns whether nothing was added.
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty() && self.failures.is_empty()
     }

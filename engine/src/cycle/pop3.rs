@@ -2,8 +2,8 @@
 //!
 //! POP3 has no UIDVALIDITY and no order, so the sync state is the set of
 //! processed UIDLs, pruned to the UIDLs still in the maildrop. Deletions
-//! (DELE) take effect only at QUIT, so a session cut short deletes nothing;
-//! the next cycle finds those messages in the processed set and deletes them
+//! (DELE) take effect only at QUIT, so a session cut short deletes nothing.
+//! The next cycle finds those messages in the processed set and deletes them
 //! without processing them again.
 
 use std::collections::BTreeSet;
@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{BatchBuilder, CycleContext, CycleFailure, CycleStats};
-use crate::error::CycleError;
+use crate::error::{CycleError, SessionError};
 use crate::events::{CycleOutcome, EventSink};
 use crate::pop3::session::{Listed, Pop3Session};
-use crate::records::{RecordStore, SourceKey, SyncUpdate};
+use crate::records::{RecordStore, SourceKey, SyncState, SyncUpdate};
 
 /// Bytes a UIDL or LIST listing may take; at about 30 bytes a line this
 /// allows over a million messages.
@@ -58,7 +58,7 @@ where
     let listed = session.list(MAX_LISTING).await?;
     let state = context.store.sync_state(&mailbox.id).await?;
 
-    // Forget UIDLs that left the maildrop, so the set stays as small as it.
+    // Forget UIDLs that left the maildrop, so the set never outgrows it.
     let present: BTreeSet<&str> = listed.iter().map(|entry| &*entry.uidl).collect();
     let mut first_update = SyncUpdate::default();
     if state
@@ -88,85 +88,42 @@ where
     if new.len() > limit {
         stats.outcome = CycleOutcome::LimitReached;
     }
-    let mut version = state.version;
-    let mut pending = Some(first_update).filter(|update| !update.is_empty());
-    for chunk in new
-        .get(..limit.min(new.len()))
-        .unwrap_or_default()
-        .chunks(settings.batch_size)
-    {
-        let mut builder = BatchBuilder::new(context);
-        let mut handled = Vec::with_capacity(chunk.len());
-        let fits = |entry: &Listed| {
-            usize::try_from(entry.size).is_ok_and(|size| size <= settings.max_message_size)
-        };
-        // With PIPELINING the server works on the next messages while the
-        // engine processes the current one.
-        let mut failure = None;
-        if pipelining {
-            let numbers: Vec<u32> = chunk
-                .iter()
-                .filter(|entry| fits(entry))
-                .map(|entry| entry.number)
-                .collect();
-            if let Err(error) = session.send_retrs(&numbers).await {
-                failure = Some(error);
-            }
-        }
-        // A failed send leaves nothing to read.
-        let entries = if failure.is_none() { chunk } else { &[][..] };
-        for entry in entries {
-            let key = SourceKey::Uidl(entry.uidl.clone());
-            if !fits(entry) {
-                builder.push_too_large(key, entry.size);
-                handled.push(*entry);
-                continue;
-            }
-            let raw = if pipelining {
-                session.read_retr(settings.max_message_size).await
-            } else {
-                session.retr(entry.number, settings.max_message_size).await
-            };
-            let raw = match raw {
-                Ok(raw) => raw,
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            };
-            stats.fetched += 1;
-            if !builder.push(&state, key, &raw, None) {
-                break;
-            }
-            handled.push(*entry);
-        }
+    let new = new.get(..limit.min(new.len())).unwrap_or_default();
+    let mut sync = Sync {
+        version: state.version,
+        pending: Some(first_update).filter(|update| !update.is_empty()),
+    };
+    let mut retrieval = Retrieval {
+        pipelining,
+        window: settings.batch_size,
+        sent: 0,
+        received: 0,
+    };
+    let result = retrieve_and_commit(
+        context,
+        &mut session,
+        &state,
+        new,
+        &mut retrieval,
+        &mut sync,
+        stats,
+    )
+    .await;
+    let handled = result?;
 
-        // Commit what was processed even when the session failed, so a
-        // retry does not download it again.
-        let blocked = builder.blocked;
-        if !builder.is_empty() || pending.is_some() {
-            let mut update = pending.take().unwrap_or_default();
-            update.pop3_seen = handled.iter().map(|entry| entry.uidl.clone()).collect();
-            let (next_version, decided) = builder.commit(version, update).await?;
-            version = next_version;
-            stats.processed += decided;
-        }
-        if let Some(error) = failure {
-            return Err(error.into());
-        }
-        if delete {
-            for entry in &handled {
-                session.dele(entry.number).await?;
-            }
-        }
-        if blocked {
-            stats.outcome = CycleOutcome::Blocked;
-            break;
-        }
+    if let Some(update) = sync.pending.take() {
+        BatchBuilder::new(context)
+            .commit(sync.version, update)
+            .await?;
     }
-
-    if let Some(update) = pending {
-        BatchBuilder::new(context).commit(version, update).await?;
+    // Responses to RETRs sent past a blocking message are read and dropped.
+    while retrieval.received < retrieval.sent {
+        session.read_retr(settings.max_message_size).await?;
+        retrieval.received += 1;
+    }
+    if delete {
+        let numbers: Vec<u32> = handled.iter().map(|entry| entry.number).collect();
+        session.dele_all(&numbers, pipelining).await?;
     }
     // Records are committed; a failed QUIT only postpones deletions, which
     // the next cycle redoes.
@@ -176,5 +133,148 @@ where
             return Err(error.into());
         }
     }
+    Ok(())
+}
+
+/// The sync-state version and an update not committed yet.
+struct Sync {
+    version: u64,
+    pending: Option<SyncUpdate>,
+}
+
+/// RETRs in flight. With PIPELINING up to `window` RETRs are outstanding,
+/// so the server works on the next messages while the engine processes
+/// the current one.
+struct Retrieval {
+    pipelining: bool,
+    window: usize,
+    /// RETRs sent, counting the messages that fit the size limit.
+    sent: usize,
+    /// RETR responses read.
+    received: usize,
+}
+
+/// Downloads `new` and commits every `batch_size` messages; stops at a
+/// message that blocks. Returns the messages handled. When the session
+/// fails, what was processed is committed before the error is returned, so
+/// a retry does not download it again.
+async fn retrieve_and_commit<'l, St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    session: &mut Pop3Session<St>,
+    state: &SyncState,
+    new: &[&'l Listed],
+    retrieval: &mut Retrieval,
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<Vec<&'l Listed>, CycleError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let settings = context.settings;
+    let fits = |entry: &Listed| {
+        usize::try_from(entry.size).is_ok_and(|size| size <= settings.max_message_size)
+    };
+    let fitting: Vec<u32> = new
+        .iter()
+        .filter(|entry| fits(entry))
+        .map(|entry| entry.number)
+        .collect();
+    let mut handled = Vec::with_capacity(new.len());
+    let mut committed = 0;
+    let mut builder = BatchBuilder::new(context);
+    let mut failure = None;
+
+    for entry in new {
+        let key = SourceKey::Uidl(entry.uidl.clone());
+        if !fits(entry) {
+            builder.push_too_large(key, entry.size);
+        } else {
+            let raw = match retrieve(
+                session,
+                retrieval,
+                &fitting,
+                entry.number,
+                settings.max_message_size,
+            )
+            .await
+            {
+                Ok(raw) => raw,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            stats.fetched += 1;
+            if !builder.push(state, key, &raw, None) {
+                stats.outcome = CycleOutcome::Blocked;
+                break;
+            }
+        }
+        handled.push(*entry);
+        if handled.len() - committed == settings.batch_size {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(context));
+            commit(full, &handled[committed..], sync, stats).await?;
+            committed = handled.len();
+        }
+    }
+    if !builder.is_empty() || handled.len() > committed {
+        commit(builder, &handled[committed..], sync, stats).await?;
+    }
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(handled),
+    }
+}
+
+/// Downloads message `number`, the next of `fitting`, keeping the window of
+/// pipelined RETRs full.
+async fn retrieve<St>(
+    session: &mut Pop3Session<St>,
+    retrieval: &mut Retrieval,
+    fitting: &[u32],
+    number: u32,
+    max_size: usize,
+) -> Result<bytes::Bytes, SessionError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+{
+    if !retrieval.pipelining {
+        return session.retr(number, max_size).await;
+    }
+    let target = (retrieval.received + retrieval.window).min(fitting.len());
+    if retrieval.sent < target {
+        let numbers = fitting.get(retrieval.sent..target).unwrap_or_default();
+        match session.send_retrs(numbers).await {
+            Ok(()) => retrieval.sent = target,
+            // Responses to RETRs sent earlier may still be buffered, and
+            // reading them first saves downloading them again on the retry.
+            Err(error) if retrieval.received == retrieval.sent => return Err(error),
+            Err(error) => {
+                tracing::debug!(%error, "sending RETRs failed; reading the responses to earlier RETRs")
+            }
+        }
+    }
+    let raw = session.read_retr(max_size).await?;
+    retrieval.received += 1;
+    Ok(raw)
+}
+
+async fn commit<R, E>(
+    builder: BatchBuilder<'_, R, E>,
+    handled: &[&Listed],
+    sync: &mut Sync,
+    stats: &mut CycleStats,
+) -> Result<(), CycleError>
+where
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let mut update = sync.pending.take().unwrap_or_default();
+    update.pop3_seen = handled.iter().map(|entry| entry.uidl.clone()).collect();
+    let (version, decided) = builder.commit(sync.version, update).await?;
+    sync.version = version;
+    stats.processed += decided;
     Ok(())
 }

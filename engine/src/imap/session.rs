@@ -4,20 +4,20 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use bytes::Bytes;
-use imap_next::client::Event;
-use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{Tag, Vec1};
-use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
-use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
-use imap_next::imap_types::mailbox::Mailbox;
-use imap_next::imap_types::response::{
-    Capability, Code, Data, GreetingKind, Status, StatusBody, StatusKind,
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::{Tag, Vec1};
+use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::{
+    Capability, Code, Data, GreetingKind, Response, Status, StatusBody, StatusKind,
 };
-use imap_next::imap_types::search::SearchKey;
-use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::driver::Driver;
+pub(crate) use super::connection::Fetched;
+use super::connection::{Connection, Incoming};
 use super::status::{classify_failure, text_of};
 use crate::error::SessionError;
 use crate::secret::Secret;
@@ -34,15 +34,6 @@ pub(crate) struct Selected {
 pub(crate) struct Listed {
     pub(crate) uid: u32,
     pub(crate) size: u32,
-}
-
-/// A downloaded message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Fetched {
-    pub(crate) uid: u32,
-    /// INTERNALDATE as seconds since the Unix epoch.
-    pub(crate) internal_date: Option<i64>,
-    pub(crate) raw: Bytes,
 }
 
 /// Command category, needed because the same response means different
@@ -63,15 +54,16 @@ pub(crate) struct Pending {
     bye: Option<String>,
 }
 
-/// What [`ImapSession::step`] read.
+/// Result of [`ImapSession::step`].
 enum Step {
+    Message(Fetched),
     Data(Data<'static>),
     Done,
 }
 
 /// A connected IMAP session.
 pub(crate) struct ImapSession<S> {
-    driver: Driver<S>,
+    connection: Connection<S>,
     next_tag: u32,
     uidplus: bool,
 }
@@ -87,22 +79,16 @@ where
         max_response_size: usize,
     ) -> Result<Self, SessionError> {
         let mut session = Self {
-            driver: Driver::new(stream, timeout, max_response_size),
+            connection: Connection::new(stream, timeout, max_response_size),
             next_tag: 1,
             uidplus: false,
         };
-        loop {
-            match session.driver.next_event().await? {
-                Event::GreetingReceived { greeting } => {
-                    if greeting.kind == GreetingKind::Bye {
-                        return Err(SessionError::Busy(greeting.text.inner().to_owned()));
-                    }
-                    session.note_code(greeting.code.as_ref());
-                    return Ok(session);
-                }
-                other => tracing::debug!(?other, "event before the greeting ignored"),
-            }
+        let greeting = session.connection.greeting().await?;
+        if greeting.kind == GreetingKind::Bye {
+            return Err(SessionError::Busy(greeting.text.inner().to_owned()));
         }
+        session.note_code(greeting.code.as_ref());
+        Ok(session)
     }
 
     /// Returns whether the server offered UIDPLUS, which UID EXPUNGE needs.
@@ -167,9 +153,9 @@ where
     /// Lists the messages with a UID above `after`, in UID order. The size is
     /// known for messages larger than `max_size` and 0 for the others.
     ///
-    /// Two UID SEARCH commands answer in one line each, which costs far less
-    /// to parse than a FETCH response per message; a server that rejects
-    /// SEARCH as BAD is asked with `UID FETCH n:* (UID RFC822.SIZE)` instead.
+    /// Two UID SEARCH commands return one line each, which costs far less to
+    /// parse than a FETCH response per message. A server that rejects SEARCH
+    /// as BAD is sent `UID FETCH n:* (UID RFC822.SIZE)` instead.
     pub(crate) async fn list_after(
         &mut self,
         after: u32,
@@ -262,21 +248,27 @@ where
     /// Starts downloading the given messages without setting \Seen; read
     /// them with [`ImapSession::next_fetched`]. No other command may run
     /// until that returns `None`.
-    pub(crate) fn start_fetch(&mut self, uids: &[u32]) -> Result<Option<Pending>, SessionError> {
+    /// INTERNALDATE is requested only with `internal_date`, because a
+    /// Maildir server such as Dovecot reads it from each file's metadata.
+    pub(crate) async fn start_fetch(
+        &mut self,
+        uids: &[u32],
+        internal_date: bool,
+    ) -> Result<Option<Pending>, SessionError> {
         let Some(set) = uid_set(uids) else {
             return Ok(None);
         };
-        let names = vec![
-            MessageDataItemName::Uid,
-            MessageDataItemName::InternalDate,
-            MessageDataItemName::BodyExt {
-                section: None,
-                partial: None,
-                peek: true,
-            },
-        ];
+        let mut names = vec![MessageDataItemName::Uid];
+        if internal_date {
+            names.push(MessageDataItemName::InternalDate);
+        }
+        names.push(MessageDataItemName::BodyExt {
+            section: None,
+            partial: None,
+            peek: true,
+        });
         let body = CommandBody::fetch(set, names, true).map_err(protocol)?;
-        self.begin(body, CommandKind::Other).map(Some)
+        self.begin(body, CommandKind::Other).await.map(Some)
     }
 
     /// Returns the next downloaded message of a fetch, in the server's order
@@ -289,6 +281,9 @@ where
         loop {
             match self.step(pending).await? {
                 Step::Done => return Ok(None),
+                Step::Message(message) => return Ok(Some(message)),
+                // A body the connection could not slice, such as a quoted
+                // string with escapes, is copied out here.
                 Step::Data(Data::Fetch { items, .. }) => {
                     if let Some(message) = fetched_message(items) {
                         return Ok(Some(message));
@@ -330,7 +325,7 @@ where
         let _ = self
             .execute(CommandBody::Logout, CommandKind::Other, |_| {})
             .await;
-        self.driver.shutdown().await;
+        self.connection.shutdown().await;
     }
 
     /// Runs one command, passing untagged data to `on_data` by reference,
@@ -356,27 +351,31 @@ where
     where
         F: FnMut(Data<'static>),
     {
-        let mut pending = self.begin(body, kind)?;
+        let mut pending = self.begin(body, kind).await?;
         loop {
             match self.step(&mut pending).await? {
                 Step::Data(data) => on_data(data),
+                Step::Message(message) => {
+                    tracing::debug!(uid = message.uid, "message body outside a fetch ignored")
+                }
                 Step::Done => return Ok(pending.untagged),
             }
         }
     }
 
-    /// Enqueues a command; its responses are read with [`ImapSession::step`].
-    fn begin(
+    /// Sends a command; its responses are read with [`ImapSession::step`].
+    async fn begin(
         &mut self,
         body: CommandBody<'static>,
         kind: CommandKind,
     ) -> Result<Pending, SessionError> {
         let tag = self.tag()?;
         let name = body.name();
-        self.driver.client().enqueue_command(Command {
+        let command = Command {
             tag: tag.clone(),
             body,
-        });
+        };
+        self.connection.send(&command, kind).await?;
         Ok(Pending {
             tag,
             name,
@@ -390,8 +389,9 @@ where
     /// successful completion; a failed completion is an error.
     async fn step(&mut self, pending: &mut Pending) -> Result<Step, SessionError> {
         loop {
-            let event = match self.driver.next_event().await {
-                Ok(event) => event,
+            let response = match self.connection.response().await {
+                Ok(Incoming::Message(message)) => return Ok(Step::Message(message)),
+                Ok(Incoming::Other(response)) => response,
                 // A BYE explains why the connection closed.
                 Err(SessionError::Closed) => {
                     return Err(pending.bye.take().map_or(SessionError::Closed, |text| {
@@ -400,51 +400,39 @@ where
                 }
                 Err(error) => return Err(error),
             };
-            match event {
-                Event::DataReceived { data } => return Ok(Step::Data(data)),
-                Event::StatusReceived { status } => match status {
-                    Status::Tagged(tagged) if tagged.tag == pending.tag => {
-                        self.note_code(tagged.body.code.as_ref());
-                        if tagged.body.kind == StatusKind::Ok {
-                            return Ok(Step::Done);
-                        }
-                        tracing::debug!(
-                            command = pending.name,
-                            text = text_of(&tagged.body),
-                            "command failed"
-                        );
-                        return Err(classify_failure(&tagged.body, pending.kind));
-                    }
-                    Status::Tagged(other) => {
-                        tracing::debug!(
-                            tag = other.tag.inner(),
-                            "status for an unknown tag ignored"
-                        );
-                    }
-                    Status::Untagged(body) => {
-                        self.note_code(body.code.as_ref());
-                        pending.untagged.push(body);
-                    }
-                    Status::Bye(goodbye) => {
-                        if pending.name != "LOGOUT" {
-                            pending.bye = Some(goodbye.text.inner().to_owned());
-                        }
-                    }
-                },
-                Event::CommandRejected { status, .. } => {
-                    let body = match status {
-                        Status::Tagged(tagged) => tagged.body,
-                        Status::Untagged(body) => body,
-                        Status::Bye(goodbye) => StatusBody {
-                            kind: StatusKind::No,
-                            code: goodbye.code,
-                            text: goodbye.text,
-                        },
-                    };
-                    return Err(classify_failure(&body, pending.kind));
+            let status = match response {
+                Response::Data(data) => return Ok(Step::Data(data)),
+                Response::Status(status) => status,
+                Response::CommandContinuationRequest(_) => {
+                    tracing::debug!("unexpected continuation request ignored");
+                    continue;
                 }
-                Event::CommandSent { .. } => {}
-                other => tracing::debug!(?other, "unexpected IMAP event ignored"),
+            };
+            match status {
+                Status::Tagged(tagged) if tagged.tag == pending.tag => {
+                    self.note_code(tagged.body.code.as_ref());
+                    if tagged.body.kind == StatusKind::Ok {
+                        return Ok(Step::Done);
+                    }
+                    tracing::debug!(
+                        command = pending.name,
+                        text = text_of(&tagged.body),
+                        "command failed"
+                    );
+                    return Err(classify_failure(&tagged.body, pending.kind));
+                }
+                Status::Tagged(other) => {
+                    tracing::debug!(tag = other.tag.inner(), "status for an unknown tag ignored");
+                }
+                Status::Untagged(body) => {
+                    self.note_code(body.code.as_ref());
+                    pending.untagged.push(body);
+                }
+                Status::Bye(goodbye) => {
+                    if pending.name != "LOGOUT" {
+                        pending.bye = Some(goodbye.text.inner().to_owned());
+                    }
+                }
             }
         }
     }

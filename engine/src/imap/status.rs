@@ -1,19 +1,20 @@
 //! Classification of failed IMAP commands into cycle errors.
 //!
-//! RFC 5530 response codes carry the meaning; `imap-codec` does not type
-//! them, so they arrive as `Code::Other` and are matched by their atom:
+//! RFC 5530 response codes carry most of the meaning. `imap-codec` does not
+//! type them, so they arrive as `Code::Other` and are matched by their atom.
+//! The rows apply in this order:
 //!
 //! | response | meaning |
 //! |---|---|
-//! | `NO [AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]` | credentials rejected (permanent) |
-//! | `NO` without a code, to LOGIN | credentials rejected (RFC 3501 section 6.2.3) |
-//! | `NO [UNAVAILABLE] ... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
-//! | `NO [UNAVAILABLE]` saying "throttled" | throttled, no suggested back-off |
-//! | other `NO [UNAVAILABLE]`, other `NO` | temporary server error |
-//! | `NO [LIMIT]`, `NO [INUSE]` | busy |
+//! | `NO` or `BAD`, any code, `Request is throttled. Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
+//! | `NO` or `BAD` saying "throttled" without a back-off | throttled |
 //! | `BAD` | command rejected (a protocol error) |
+//! | `NO [AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]` | credentials rejected (permanent) |
+//! | `NO [LIMIT]`, `NO [INUSE]` | busy |
+//! | `NO` without a code, to LOGIN | credentials rejected (RFC 3501 section 6.2.3) |
+//! | other `NO`, including `NO [UNAVAILABLE]` | temporary server error |
 
-use imap_next::imap_types::response::{Code, StatusBody, StatusKind};
+use imap_codec::imap_types::response::{Code, StatusBody, StatusKind};
 
 use super::session::CommandKind;
 use crate::error::{SessionError, parse_suggested_backoff};
@@ -38,6 +39,12 @@ fn other_code_atom(code: Option<&Code<'_>>) -> Option<String> {
 /// Maps a NO or BAD completion of a `kind` command to an error.
 pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> SessionError {
     let text = text_of(body).to_owned();
+    // Office 365 sends its throttling text after NO or BAD, with or without
+    // a code, so the text is checked first: a throttled LOGIN must not read
+    // as rejected credentials.
+    if let Some(throttled) = throttled(&text) {
+        return throttled;
+    }
     if body.kind == StatusKind::Bad {
         return SessionError::CommandRejected(text);
     }
@@ -46,7 +53,6 @@ pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> Sess
         Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED") => {
             SessionError::CredentialsRejected(text)
         }
-        Some("UNAVAILABLE") => unavailable(text),
         Some("LIMIT" | "INUSE") => SessionError::Busy(text),
         None if body.code.is_none() && kind == CommandKind::Login => {
             SessionError::CredentialsRejected(text)
@@ -55,12 +61,16 @@ pub(crate) fn classify_failure(body: &StatusBody<'_>, kind: CommandKind) -> Sess
     }
 }
 
-fn unavailable(text: String) -> SessionError {
-    let backoff = parse_suggested_backoff(&text);
+/// Returns a throttling error when `text` reports a throttled request.
+pub(crate) fn throttled(text: &str) -> Option<SessionError> {
+    let backoff = parse_suggested_backoff(text);
     if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {
-        SessionError::Throttled { backoff, text }
+        Some(SessionError::Throttled {
+            backoff,
+            text: text.to_owned(),
+        })
     } else {
-        SessionError::Server(text)
+        None
     }
 }
 
@@ -68,7 +78,7 @@ fn unavailable(text: String) -> SessionError {
 mod tests {
     use std::time::Duration;
 
-    use imap_next::imap_types::response::CodeOther;
+    use imap_codec::imap_types::response::CodeOther;
 
     use super::*;
 
@@ -114,6 +124,29 @@ mod tests {
     fn unavailable_without_throttle_is_server_error() {
         let error = classify_failure(&no(Some("UNAVAILABLE"), "Store down"), CommandKind::Login);
         assert!(matches!(error, SessionError::Server(_)));
+    }
+
+    #[test]
+    fn throttling_without_code_is_not_a_rejection() {
+        // Office 365 sends the throttling text without a response code.
+        let body = no(
+            None,
+            "Request is throttled. Suggested Backoff Time: 299609 milliseconds",
+        );
+        let error = classify_failure(&body, CommandKind::Login);
+        assert!(matches!(
+            error,
+            SessionError::Throttled {
+                backoff: Some(_),
+                ..
+            }
+        ));
+        let bad = StatusBody {
+            kind: StatusKind::Bad,
+            ..body
+        };
+        let error = classify_failure(&bad, CommandKind::Other);
+        assert!(matches!(error, SessionError::Throttled { .. }));
     }
 
     #[test]

@@ -37,14 +37,16 @@ pub(crate) enum ParseError {
     NotAStatus(String),
 }
 
-/// Buffered input and the multi-line body being assembled.
+/// Buffered input and the state of the multi-line body being read.
 #[derive(Debug)]
 pub(crate) struct Reader {
     input: BytesMut,
-    /// Bytes of `input` already searched for a line end.
+    /// Bytes of `input` already searched for a line end, or for a line
+    /// starting with "." while reading a body.
     scanned: usize,
     max_line: usize,
-    body: BytesMut,
+    /// Offsets of stuffed dots in the body being read.
+    stuffed: Vec<usize>,
 }
 
 impl Reader {
@@ -55,7 +57,7 @@ impl Reader {
             input: BytesMut::with_capacity(16 * 1024),
             scanned: 0,
             max_line,
-            body: BytesMut::new(),
+            stuffed: Vec::new(),
         }
     }
 
@@ -74,33 +76,89 @@ impl Reader {
 
     /// Reads the body of a multi-line response after its status line,
     /// undoing dot-stuffing; `None` until the terminating `.` line arrived.
-    /// Lines keep CRLF endings. `max_body` bounds the body and each line.
+    /// Line endings are kept as sent. A body without stuffed lines is split
+    /// off the input without a copy. `max_body` bounds the body.
     pub(crate) fn body(&mut self, max_body: usize) -> Result<Option<Bytes>, ParseError> {
         loop {
-            let Some(line) = self.line(max_body)? else {
+            // Every line that starts with "." is either stuffed or the end.
+            let Some(dot) = self.next_line_dot() else {
+                if self.input.len() > max_body.saturating_add(3) {
+                    return Err(self.body_too_large(max_body));
+                }
                 return Ok(None);
             };
-            let content = trim_line_end(&line);
-            if content == b"." {
-                let body = std::mem::take(&mut self.body).freeze();
-                return Ok(Some(body));
+            if dot > max_body {
+                return Err(self.body_too_large(max_body));
             }
-            // RFC 1939 section 3: a line starting with "." was sent with an
-            // extra "." in front.
-            let content = content.strip_prefix(b".").unwrap_or(content);
-            if self.body.len() + content.len() + 2 > max_body {
-                self.body.clear();
-                return Err(ParseError::BodyTooLarge(max_body));
-            }
-            self.body.extend_from_slice(content);
-            self.body.extend_from_slice(b"\r\n");
+            let after = self.input.get(dot + 1..).unwrap_or_default();
+            let terminator = match after {
+                [] | [b'\r'] => {
+                    // The rest of this line has not arrived yet.
+                    self.scanned = dot;
+                    return Ok(None);
+                }
+                [b'\r', b'\n', ..] => Some(3),
+                [b'\n', ..] => Some(2),
+                _ => None,
+            };
+            let Some(terminator) = terminator else {
+                // RFC 1939 section 3: a line starting with "." was sent with
+                // an extra "." in front.
+                self.stuffed.push(dot);
+                self.scanned = dot + 1;
+                continue;
+            };
+            let body = self.take_body(dot);
+            self.input.advance(terminator);
+            return Ok(Some(body));
         }
+    }
+
+    /// Finds the next "." at the start of a line, from `scanned` on.
+    fn next_line_dot(&mut self) -> Option<usize> {
+        if self.scanned == 0 && self.input.first() == Some(&b'.') {
+            return Some(0);
+        }
+        // A "\n" just before `scanned` may start the line of the next dot.
+        let from = self.scanned.saturating_sub(1);
+        let haystack = self.input.get(from..).unwrap_or_default();
+        match memchr::memmem::find(haystack, b"\n.") {
+            Some(offset) => Some(from + offset + 1),
+            None => {
+                self.scanned = self.input.len();
+                None
+            }
+        }
+    }
+
+    /// Splits off the body ending at `end`, removing stuffed dots.
+    fn take_body(&mut self, end: usize) -> Bytes {
+        self.scanned = 0;
+        let raw = self.input.split_to(end);
+        if self.stuffed.is_empty() {
+            return raw.freeze();
+        }
+        let mut body = BytesMut::with_capacity(raw.len());
+        let mut start = 0;
+        for &dot in &self.stuffed {
+            body.extend_from_slice(raw.get(start..dot).unwrap_or_default());
+            start = dot + 1;
+        }
+        body.extend_from_slice(raw.get(start..).unwrap_or_default());
+        self.stuffed.clear();
+        body.freeze()
+    }
+
+    fn body_too_large(&mut self, max_body: usize) -> ParseError {
+        self.scanned = 0;
+        self.stuffed.clear();
+        ParseError::BodyTooLarge(max_body)
     }
 
     /// Splits off the next complete line (LF-terminated, CR optional).
     fn line(&mut self, max_line: usize) -> Result<Option<Bytes>, ParseError> {
         let unscanned = self.input.get(self.scanned..).unwrap_or_default();
-        match unscanned.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', unscanned) {
             Some(offset) => {
                 let end = self.scanned + offset + 1;
                 self.scanned = 0;
@@ -241,7 +299,7 @@ mod tests {
         let mut reader = Reader::new(512);
         reader.feed(b"+OK\nline\n.\n");
         assert_eq!(reader.status()?, Some(Status::Ok(String::new())));
-        assert_eq!(&reader.body(64)?.expect("body")[..], b"line\r\n");
+        assert_eq!(&reader.body(64)?.expect("body")[..], b"line\n");
         Ok(())
     }
 

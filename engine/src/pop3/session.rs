@@ -1,11 +1,13 @@
 //! The POP3 commands a sync cycle needs: USER/PASS, UIDL, LIST, RETR, DELE
-//! and QUIT (RFC 1939), with RFC 2449 response codes classified.
+//! and QUIT (RFC 1939), with RFC 2449 response codes classified in the
+//! order of this table:
 //!
 //! | response | meaning |
 //! |---|---|
+//! | `-ERR`, any code, `... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
+//! | `-ERR` saying "throttled" without a back-off | throttled |
 //! | `-ERR [AUTH]`, or `-ERR` without a code to USER or PASS | credentials rejected (permanent) |
 //! | `-ERR [IN-USE]`, `-ERR [LOGIN-DELAY]` | busy: maildrop locked or too early |
-//! | `-ERR [SYS/TEMP] ... Suggested Backoff Time: N milliseconds` | throttled, back off N ms |
 //! | other `-ERR [SYS/TEMP]`, `[SYS/PERM]`, other `-ERR` | server error |
 
 use std::time::Duration;
@@ -157,6 +159,34 @@ where
         Ok(())
     }
 
+    /// Marks every message in `numbers` for deletion at QUIT, sending the
+    /// DELEs at once when the server offers PIPELINING.
+    pub(crate) async fn dele_all(
+        &mut self,
+        numbers: &[u32],
+        pipelining: bool,
+    ) -> Result<(), SessionError> {
+        if !pipelining {
+            for &number in numbers {
+                self.dele(number).await?;
+            }
+            return Ok(());
+        }
+        let mut commands = String::with_capacity(numbers.len() * 12);
+        for number in numbers {
+            commands.push_str("DELE ");
+            commands.push_str(&number.to_string());
+            commands.push_str("\r\n");
+        }
+        self.write(commands.as_bytes()).await?;
+        for _ in numbers {
+            if let Status::Err { code, text } = self.read_status().await? {
+                return Err(classify(code.as_deref(), text, CommandKind::Other));
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the session; the server deletes the marked messages now.
     pub(crate) async fn quit(mut self) -> Result<(), SessionError> {
         self.simple(&["QUIT"], CommandKind::Other).await?;
@@ -245,19 +275,17 @@ fn check_argument(value: &str, what: &str) -> Result<(), SessionError> {
 }
 
 fn classify(code: Option<&str>, text: String, kind: CommandKind) -> SessionError {
+    // The throttling text is checked first, as for IMAP: a throttled PASS
+    // without a code must not read as rejected credentials.
+    let backoff = parse_suggested_backoff(&text);
+    if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {
+        return SessionError::Throttled { backoff, text };
+    }
     let primary = code.map(|code| code.split('/').next().unwrap_or(code));
-    match (code, primary) {
-        (_, Some("AUTH")) => SessionError::CredentialsRejected(text),
-        (_, Some("IN-USE" | "LOGIN-DELAY")) => SessionError::Busy(text),
-        (Some("SYS/TEMP"), _) => {
-            let backoff = parse_suggested_backoff(&text);
-            if backoff.is_some() || text.to_ascii_lowercase().contains("throttl") {
-                SessionError::Throttled { backoff, text }
-            } else {
-                SessionError::Server(text)
-            }
-        }
-        (None, None) if kind == CommandKind::Auth => SessionError::CredentialsRejected(text),
+    match primary {
+        Some("AUTH") => SessionError::CredentialsRejected(text),
+        Some("IN-USE" | "LOGIN-DELAY") => SessionError::Busy(text),
+        None if kind == CommandKind::Auth => SessionError::CredentialsRejected(text),
         _ => SessionError::Server(text),
     }
 }

@@ -293,7 +293,7 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Where records and sync state live.
+/// Storage for records and sync state.
 ///
 /// Implementations must apply a [`CommitBatch`] atomically: all of it,
 /// including the sync-state update, or nothing. The in-memory [`MemoryStore`]

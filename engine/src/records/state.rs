@@ -71,7 +71,7 @@ pub struct SyncUpdate {
 }
 
 impl SyncUpdate {
-    /// Whether the update changes nothing.
+    /// Returns whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
         self.imap.is_none()
             && !self.reset_failures

@@ -1,4 +1,4 @@
-//! A scripted IMAP peer for engine tests: just enough of RFC 3501 to answer
+//! A scripted IMAP peer for engine tests: just enough of RFC 3501 to respond to
 //! the commands a sync cycle sends (LOGIN, CAPABILITY, SELECT, UID FETCH,
 //! UID STORE, UID EXPUNGE, EXPUNGE, LOGOUT), over `tokio::io::duplex` pipes,
 //! with switches for the faults the tests need. It is not a simulator: it
@@ -11,6 +11,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub mod pop3;
+
 use engine::{ConnectTarget, Connector};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
@@ -22,11 +24,11 @@ pub struct Inbox {
     pub next_uid: u32,
     /// (UID, bytes, \Deleted).
     pub messages: Vec<(u32, Vec<u8>, bool)>,
-    /// Answer LOGIN with `NO [AUTHENTICATIONFAILED]`.
+    /// Reject LOGIN with `NO [AUTHENTICATIONFAILED]`.
     pub reject_login: bool,
     /// Refuse this many connections.
     pub refuse: u32,
-    /// Answer this many LOGINs with a throttled `NO [UNAVAILABLE]`.
+    /// Reject this many LOGINs with a throttled `NO [UNAVAILABLE]`.
     pub throttle: u32,
     /// Suggested back-off in the throttled answer, in milliseconds.
     pub throttle_backoff_ms: u64,
@@ -41,6 +43,8 @@ pub struct Inbox {
     pub latency: Duration,
     /// Answer UID SEARCH with BAD, like a server without SEARCH.
     pub no_search: bool,
+    /// Send FETCH responses in descending UID order, which RFC 3501 allows.
+    pub reverse_fetch: bool,
 }
 
 impl Inbox {
@@ -219,15 +223,25 @@ fn uid_command(inbox: &mut Inbox, tag: &str, rest: &str) -> (Vec<u8>, Option<usi
         "FETCH" => {
             let bodies = items.contains("BODY.PEEK[]");
             let mut out = Vec::new();
-            for (index, (uid, raw, _)) in inbox.messages.iter().enumerate() {
+            let mut order: Vec<usize> = (0..inbox.messages.len()).collect();
+            if inbox.reverse_fetch {
+                order.reverse();
+            }
+            for index in order {
+                let (uid, raw, _) = &inbox.messages[index];
                 if !wanted(*uid) {
                     continue;
                 }
                 let seq = index + 1;
                 if bodies {
+                    let date = if items.contains("INTERNALDATE") {
+                        " INTERNALDATE \"01-Jan-2024 09:00:00 +0000\""
+                    } else {
+                        ""
+                    };
                     out.extend_from_slice(
                         format!(
-                            "* {seq} FETCH (UID {uid} INTERNALDATE \"01-Jan-2024 09:00:00 +0000\" BODY[] {{{}}}\r\n",
+                            "* {seq} FETCH (UID {uid}{date} BODY[] {{{}}}\r\n",
                             raw.len()
                         )
                         .as_bytes(),
@@ -272,7 +286,7 @@ fn uid_command(inbox: &mut Inbox, tag: &str, rest: &str) -> (Vec<u8>, Option<usi
     }
 }
 
-/// Whether `uid` is in an IMAP sequence set such as `1:3,7,9:*`.
+/// Returns whether `uid` is in an IMAP sequence set such as `1:3,7,9:*`.
 fn in_set(set: &str, uid: u32, max_uid: u32) -> bool {
     let value = |text: &str| {
         if text == "*" {
@@ -290,7 +304,7 @@ fn in_set(set: &str, uid: u32, max_uid: u32) -> bool {
     })
 }
 
-/// A plain message with `id` as Message-ID.
+/// Builds a plain message with `id` as Message-ID.
 pub fn message(id: &str, subject: &str) -> Vec<u8> {
     format!(
         "From: Carol <carol@example.org>\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\
@@ -299,7 +313,7 @@ Message-ID: <{id}>\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\n\r\nHello.\r\n"
     .into_bytes()
 }
 
-/// A copy of `original` forwarded as an attachment by `from`.
+/// Builds a copy of `original` forwarded as an attachment by `from`.
 pub fn forwarded(from: &str, id: &str, original: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "From: {from}\r\nTo: fwd@example.com\r\nSubject: FW: copy\r\nMessage-ID: <{id}>\r\n\
@@ -313,7 +327,8 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
     out
 }
 
-/// A copy forwarded inline: the original's text in the body, no attachment.
+/// Builds a copy forwarded inline: the original's text in the body and no
+/// attachment.
 pub fn forwarded_inline(from: &str, id: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: fwd@example.com\r\nSubject: FW: copy\r\nMessage-ID: <{id}>\r\n\r\n\

@@ -28,7 +28,8 @@ const MAX_NESTING_HINTS: usize = 100;
 /// A stored message with lazily parsed structure.
 pub(crate) struct MessageView<'a> {
     raw: &'a [u8],
-    header_len: usize,
+    /// Found on first use: `BODY.PEEK[]` never needs it.
+    header_len: OnceCell<usize>,
     headers: OnceCell<Option<Message<'a>>>,
     parsed: OnceCell<Option<Message<'a>>>,
 }
@@ -38,10 +39,14 @@ impl<'a> MessageView<'a> {
     pub(crate) fn new(raw: &'a [u8]) -> Self {
         Self {
             raw,
-            header_len: header_length(raw),
+            header_len: OnceCell::new(),
             headers: OnceCell::new(),
             parsed: OnceCell::new(),
         }
+    }
+
+    fn header_len(&self) -> usize {
+        *self.header_len.get_or_init(|| header_length(self.raw))
     }
 
     /// Returns the whole message.
@@ -51,12 +56,12 @@ impl<'a> MessageView<'a> {
 
     /// Returns the header section, including the empty line that ends it.
     pub(crate) fn header(&self) -> &'a [u8] {
-        self.raw.get(..self.header_len).unwrap_or_default()
+        self.raw.get(..self.header_len()).unwrap_or_default()
     }
 
     /// Returns the text (body) after the header section.
     pub(crate) fn text(&self) -> &'a [u8] {
-        self.raw.get(self.header_len..).unwrap_or_default()
+        self.raw.get(self.header_len()..).unwrap_or_default()
     }
 
     /// Parses the message's top-level header fields, or reuses an earlier parse.
@@ -176,7 +181,7 @@ impl<'a> MessageView<'a> {
     pub(crate) fn body_structure(&self, extensible: bool) -> BodyStructure<'static> {
         match self.root() {
             Some(root) => structure::body_structure(root, extensible, 0),
-            None => structure::fallback(self.raw, self.header_len, extensible),
+            None => structure::fallback(self.raw, self.header_len(), extensible),
         }
     }
 }
