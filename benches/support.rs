@@ -66,7 +66,11 @@ async fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, needle: &[u8])
 /// Logs in, selects INBOX and fetches every message with
 /// `UID FETCH 1:* (BODY.PEEK[])`, skipping over each literal by its length
 /// without parsing it. Returns (messages, bytes of message data).
-pub async fn raw_uid_fetch(address: SocketAddr, user: &str, password: &str) -> io::Result<(usize, usize)> {
+pub async fn raw_uid_fetch(
+    address: SocketAddr,
+    user: &str,
+    password: &str,
+) -> io::Result<(usize, usize)> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let mut buffer = Vec::new();
@@ -76,7 +80,9 @@ pub async fn raw_uid_fetch(address: SocketAddr, user: &str, password: &str) -> i
     buffer.clear();
     read_until_tagged(&mut stream, &mut buffer, b"b ").await?;
 
-    stream.write_all(b"c UID FETCH 1:* (BODY.PEEK[])\r\n").await?;
+    stream
+        .write_all(b"c UID FETCH 1:* (BODY.PEEK[])\r\n")
+        .await?;
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 256 * 1024];
     let (mut messages, mut bytes) = (0usize, 0usize);
@@ -104,7 +110,9 @@ pub async fn raw_uid_fetch(address: SocketAddr, user: &str, password: &str) -> i
                 return Ok((messages, bytes));
             }
             if line.starts_with(b"c ") {
-                return Err(io::Error::other(String::from_utf8_lossy(&line).into_owned()));
+                return Err(io::Error::other(
+                    String::from_utf8_lossy(&line).into_owned(),
+                ));
             }
             if let Some(open) = line.iter().rposition(|&b| b == b'{') {
                 if line.ends_with(b"}") {
@@ -126,7 +134,11 @@ pub async fn raw_uid_fetch(address: SocketAddr, user: &str, password: &str) -> i
     }
 }
 
-async fn read_until_tagged(stream: &mut TcpStream, buffer: &mut Vec<u8>, tag: &[u8]) -> io::Result<()> {
+async fn read_until_tagged(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    tag: &[u8],
+) -> io::Result<()> {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if let Some(start) = find_line_start(buffer, tag) {

@@ -191,7 +191,9 @@ pub struct ServerProfile {
     pub protocol: Protocol,
     /// Credentials for mailboxes that have none of their own.
     pub credentials: Option<Credentials>,
-    /// Maximum connections open at once to this server, over all nodes.
+    /// Maximum connections open at once, over all nodes: per mailbox for a
+    /// mailbox with its own credentials, and shared by the mailboxes that
+    /// use the profile's credentials, as the CRM counts them.
     pub max_connections: usize,
     /// Lower bound on the polling interval of this profile's mailboxes;
     /// `None` uses [`EngineSettings::poll_interval_min`].

@@ -154,6 +154,13 @@ pub enum Event {
     },
     /// An alert was raised.
     Alert(Alert),
+    /// A disabled mailbox was enabled again and is polled once more.
+    MailboxEnabled {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// When.
+        at: Instant,
+    },
     /// A mailbox was disabled and is no longer polled.
     MailboxDisabled {
         /// The mailbox.

@@ -102,6 +102,27 @@ pub(crate) enum Processed {
     Failed(String),
 }
 
+/// Mentions of `message/` or `digest` above which a forwarded copy is not
+/// given to `mail-parser`'s full parse, which recurses once per nested
+/// `message/rfc822` part and so could overflow the stack on a hostile message.
+const MAX_NESTING_HINTS: usize = 100;
+
+/// Counts case-insensitive mentions of `message/` and `digest` in `raw`.
+/// It visits only the candidate bytes memchr finds, as this runs on every
+/// forwarded copy.
+fn nesting_hints(raw: &[u8]) -> usize {
+    let messages = memchr::memchr_iter(b'/', raw)
+        .filter(|&slash| slash >= 7 && raw[slash - 7..slash].eq_ignore_ascii_case(b"message"))
+        .count();
+    let digests = memchr::memchr2_iter(b'd', b'D', raw)
+        .filter(|&start| {
+            raw.get(start..start + 6)
+                .is_some_and(|word| word.eq_ignore_ascii_case(b"digest"))
+        })
+        .count();
+    messages + digests
+}
+
 /// Processes `raw`, fetched by `fetched_by` (a forward mailbox when
 /// `forward` is set). `received` is the server's arrival time in Unix
 /// seconds, when the protocol provides one.
@@ -114,6 +135,12 @@ pub(crate) fn process(
     received: Option<i64>,
 ) -> Processed {
     let parsed = if forward {
+        if nesting_hints(raw) > MAX_NESTING_HINTS {
+            return Processed::Failed(format!(
+                "message mentions message/ or digest parts more than {MAX_NESTING_HINTS} times; \
+                 not parsed, as deep nesting could exhaust the stack"
+            ));
+        }
         parser.parse(raw)
     } else {
         parser.parse_headers(raw)
@@ -279,6 +306,38 @@ pub(crate) fn find_token(subject: &str, prefix: &str) -> Option<Box<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EngineSettings;
+
+    #[test]
+    fn nesting_hints_count_both_words() {
+        assert_eq!(nesting_hints(b"Content-Type: Message/RFC822"), 1);
+        assert_eq!(nesting_hints(b"multipart/DIGEST; x=message/rfc822"), 2);
+        assert_eq!(nesting_hints(b"no parts here"), 0);
+    }
+
+    #[test]
+    fn deeply_nested_copy_fails_without_parsing() {
+        let mut raw =
+            b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..200 {
+            raw.extend_from_slice(b"--b\r\nContent-Type: message/rfc822\r\n\r\n");
+        }
+        let directory = Directory::new(&Config {
+            profiles: Vec::new(),
+            mailboxes: Vec::new(),
+            contacts: Vec::new(),
+            settings: EngineSettings::default(),
+        });
+        let processed = process(
+            &directory,
+            &MessageParser::new(),
+            &MailboxId::new("forward"),
+            true,
+            &raw,
+            None,
+        );
+        assert!(matches!(processed, Processed::Failed(text) if text.contains("more than 100")));
+    }
     use crate::config::{Contact, Credentials, Protocol, ServerProfile};
 
     fn config() -> Config {

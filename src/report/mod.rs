@@ -174,6 +174,8 @@ pub struct StrategyReport {
     pub alerts: Vec<AlertLine>,
     /// Mailboxes the engine disabled.
     pub disabled: Vec<String>,
+    /// Mailboxes enabled again when the fault that disabled them ended.
+    pub enabled: Vec<String>,
     /// Mailboxes whose latency broke the SLA while a fault was active.
     pub blast_radius: Vec<String>,
     /// Sync cycles run.

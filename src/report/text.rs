@@ -70,9 +70,7 @@ pub fn render_text(report: &Report) -> String {
     row(
         &mut out,
         "fault blast radius",
-        columns
-            .iter()
-            .map(|s| format!("{} mailboxes", s.blast_radius.len())),
+        columns.iter().map(|s| mailboxes(s.blast_radius.len())),
     );
     row(
         &mut out,
@@ -148,6 +146,13 @@ pub fn render_text(report: &Report) -> String {
         }
         if !strategy.disabled.is_empty() {
             let _ = writeln!(out, "  disabled: {}", list(&strategy.disabled));
+        }
+        if !strategy.enabled.is_empty() {
+            let _ = writeln!(
+                out,
+                "  enabled again after the fault: {}",
+                list(&strategy.enabled)
+            );
         }
         for alert in strategy.alerts.iter().take(10) {
             let _ = writeln!(
@@ -231,6 +236,14 @@ pub fn latency(seconds: f64) -> String {
         1000..60_000 => format!("{:.1}s", millis as f64 / 1000.0),
         60_000..3_600_000 => format!("{}m{:02}s", millis / 60_000, (millis / 1000) % 60),
         _ => format!("{}h{:02}m", millis / 3_600_000, (millis / 60_000) % 60),
+    }
+}
+
+fn mailboxes(count: usize) -> String {
+    if count == 1 {
+        "1 mailbox".to_owned()
+    } else {
+        format!("{count} mailboxes")
     }
 }
 

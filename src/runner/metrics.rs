@@ -93,6 +93,7 @@ pub fn strategy_report(
     report.reasons = recorder.reasons.clone();
     report.alerts = recorder.alerts.clone();
     report.disabled = recorder.disabled.clone();
+    report.enabled = recorder.enabled.clone();
     report.cycles = recorder.cycles;
     report.nodes = node_use(scenario, recorder, end);
     report

@@ -57,6 +57,8 @@ pub struct Recorder {
     pub alerts: Vec<AlertLine>,
     /// Disabled mailboxes, in order.
     pub disabled: Vec<String>,
+    /// Mailboxes enabled again after a fault ended, in order.
+    pub enabled: Vec<String>,
     /// Cycles ended.
     pub cycles: u64,
     /// Per node: time spent in cycles and cycles run.
@@ -183,6 +185,9 @@ impl Recorder {
             }
             Event::MailboxDisabled { mailbox, .. } => {
                 self.disabled.push(mailbox.as_str().to_owned());
+            }
+            Event::MailboxEnabled { mailbox, .. } => {
+                self.enabled.push(mailbox.as_str().to_owned());
             }
         }
     }

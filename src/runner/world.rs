@@ -134,6 +134,12 @@ async fn simulate(
     ));
     let ticker = tokio::spawn(track_progress(Arc::clone(progress), start));
 
+    for (at, mailboxes) in repairs(scenario, strategy) {
+        tokio::time::sleep_until(start + at).await;
+        for mailbox in mailboxes {
+            engine.enable(&mailbox);
+        }
+    }
     let end = start + scenario.duration + scenario.drain;
     tokio::time::sleep_until(end).await;
     let snapshot = store.inner.snapshot();
@@ -238,6 +244,33 @@ fn add_accounts(
         accounts.mailboxes.push(account);
     }
     Ok(accounts)
+}
+
+/// When each fault window ends, the engine mailboxes it struck, so that an
+/// administrator can enable the ones the engine disabled meanwhile.
+fn repairs(scenario: &Scenario, strategy: Strategy) -> Vec<(Duration, Vec<MailboxId>)> {
+    if !scenario.cluster.enable_after_fault {
+        return Vec::new();
+    }
+    let end = scenario.duration + scenario.drain;
+    let mut repairs: Vec<(Duration, Vec<MailboxId>)> = scenario
+        .faults
+        .iter()
+        .filter(|fault| !fault.kind.is_one_shot())
+        .filter_map(|fault| {
+            let until = fault.until.filter(|until| *until < end)?;
+            let mailboxes = fault_accounts(scenario, strategy, &fault.target)
+                .into_iter()
+                .map(|target| match target {
+                    Some(index) => MailboxId::new(&scenario.mailboxes[index].address),
+                    None => MailboxId::new(FORWARD_ID),
+                })
+                .collect();
+            Some((until, mailboxes))
+        })
+        .collect();
+    repairs.sort_by_key(|(until, _)| *until);
+    repairs
 }
 
 /// The accounts a fault strikes under `strategy`.

@@ -74,6 +74,7 @@ pub struct ClusterTable {
     pub max_retries: Option<u32>,
     pub max_email_attempts: Option<Spanned<u32>>,
     pub command_timeout: Option<Span>,
+    pub enable_after_fault: Option<bool>,
 }
 
 /// `[records]`: the modelled cost of creating records.

@@ -139,6 +139,9 @@ pub struct Cluster {
     pub max_email_attempts: u32,
     /// Time the engine waits for one answer.
     pub command_timeout: Duration,
+    /// Enable mailboxes the engine disabled because of a fault when the
+    /// fault ends, as an administrator does after fixing its cause.
+    pub enable_after_fault: bool,
 }
 
 /// How forwarding rules copy mail to the forward mailbox.

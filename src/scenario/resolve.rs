@@ -273,6 +273,7 @@ impl Resolver<'_, '_> {
                 3,
             ),
             command_timeout: raw.command_timeout.map_or(Duration::from_secs(60), |t| t.0),
+            enable_after_fault: raw.enable_after_fault.unwrap_or(true),
         }
     }
 

@@ -6,9 +6,11 @@
 //! in configuration order. A forward mailbox is such a mailbox too, which is
 //! why all the mail behind it is processed by one node, one cycle at a time.
 //! A cycle needs a worker slot on its node (a semaphore with
-//! `threads_per_node` permits) and a connection permit of its server profile
-//! (`max_connections`). Both semaphores are FIFO, so the same inputs give
-//! the same order of cycles. All waiting uses `tokio::time`, so a paused
+//! `threads_per_node` permits) and a connection permit (`max_connections`).
+//! As in the CRM, the connection limit counts per mailbox when the mailbox
+//! has its own credentials, and per server profile when it uses the
+//! profile's. The semaphores are FIFO, so the same inputs give the same
+//! order of cycles. All waiting uses `tokio::time`, so a paused
 //! clock drives the whole engine.
 
 mod polling;
@@ -68,8 +70,10 @@ struct Shared<R, C> {
     connector: C,
     events: Arc<dyn EventSink>,
     nodes: Vec<Arc<Semaphore>>,
+    /// Connection permits of profiles whose credentials mailboxes share.
     connections: BTreeMap<ProfileId, Arc<Semaphore>>,
     status: Mutex<BTreeMap<MailboxId, MailboxStatus>>,
+    stopped: watch::Receiver<bool>,
 }
 
 impl<R, C> Shared<R, C> {
@@ -95,7 +99,7 @@ impl<R, C> Shared<R, C> {
 /// or nothing, and the next start resumes from the committed sync state.
 pub struct Engine<R, C> {
     shared: Arc<Shared<R, C>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
 }
 
@@ -148,6 +152,7 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
             assigned.push((index, node));
         }
 
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             directory: Directory::new(&config),
             config,
@@ -157,8 +162,8 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
             nodes,
             connections,
             status: Mutex::new(status),
+            stopped: stopped.clone(),
         });
-        let (stop, stopped) = watch::channel(false);
         let tasks = assigned
             .into_iter()
             .map(|(index, node)| {
@@ -168,9 +173,53 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
             .collect();
         Ok(Self {
             shared,
-            tasks,
+            tasks: Mutex::new(tasks),
             stop,
         })
+    }
+
+    /// Enables a disabled mailbox again, as an administrator does after
+    /// fixing the cause, and polls it at once. Returns false when the
+    /// mailbox is not polled directly or is not disabled.
+    pub fn enable(&self, mailbox: &MailboxId) -> bool {
+        let Some(index) = self
+            .shared
+            .config
+            .mailboxes
+            .iter()
+            .position(|config| &config.id == mailbox)
+        else {
+            return false;
+        };
+        let node = {
+            let mut status = self.shared.status();
+            let Some(status) = status.get_mut(mailbox) else {
+                return false;
+            };
+            if status.state != MailboxState::Disabled {
+                return false;
+            }
+            status.state = MailboxState::Waiting;
+            status.next_poll = Some(Instant::now());
+            status.consecutive_failures = 0;
+            status.node
+        };
+        tracing::info!(%mailbox, "mailbox enabled");
+        self.shared.events.emit(Event::MailboxEnabled {
+            mailbox: mailbox.clone(),
+            at: Instant::now(),
+        });
+        let task = mailbox_task(
+            Arc::clone(&self.shared),
+            index,
+            node,
+            self.shared.stopped.clone(),
+        );
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(tokio::spawn(task));
+        true
     }
 
     /// Returns when `mailbox` polls next: `None` while it runs, when it is
@@ -200,7 +249,11 @@ impl<R: RecordStore, C: Connector> Engine<R, C> {
     /// Stops every mailbox task and waits for them to end.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        let tasks = self
+            .tasks
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for task in tasks {
             let _ = task.await;
         }
     }
@@ -232,10 +285,14 @@ async fn mailbox_task<R: RecordStore, C: Connector>(
     let Some((profile, credentials)) = endpoint(config, mailbox) else {
         return;
     };
-    let (Some(slots), Some(connections)) = (
-        shared.nodes.get(node.0),
-        shared.connections.get(&profile.id),
-    ) else {
+    let own_connections;
+    let connections = if mailbox.credentials.is_some() {
+        own_connections = Arc::new(Semaphore::new(profile.max_connections));
+        Some(&own_connections)
+    } else {
+        shared.connections.get(&profile.id)
+    };
+    let (Some(slots), Some(connections)) = (shared.nodes.get(node.0), connections) else {
         return;
     };
     let settings = &config.settings;
@@ -311,7 +368,7 @@ async fn mailbox_task<R: RecordStore, C: Connector>(
                 delay
             }
             Err(failure) => {
-                let decision = polling.after_failure(&failure.error);
+                let decision = polling.after_failure(&failure.error, failure.stats.processed > 0);
                 let _entered = span.enter();
                 match report_failure(&shared, mailbox, node, end, failure, decision) {
                     Some(delay) => delay,

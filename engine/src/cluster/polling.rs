@@ -64,9 +64,19 @@ impl Polling {
     }
 
     /// Decides between a retry and disabling after a failed cycle.
-    pub(crate) fn after_failure(&mut self, error: &CycleError) -> AfterFailure {
+    /// Decides what follows a failed cycle. A cycle that committed some
+    /// mail before it failed made progress, so the failures before it no
+    /// longer count towards disabling the mailbox.
+    pub(crate) fn after_failure(
+        &mut self,
+        error: &CycleError,
+        made_progress: bool,
+    ) -> AfterFailure {
         if error.is_permanent() {
             return AfterFailure::Disable(error.kind());
+        }
+        if made_progress {
+            self.failures = 0;
         }
         self.failures = self.failures.saturating_add(1);
         if self.failures > self.retry.max_retries {
@@ -119,12 +129,12 @@ mod tests {
         let reset: CycleError = SessionError::Closed.into();
         for _ in 0..10 {
             assert_eq!(
-                polling.after_failure(&reset),
+                polling.after_failure(&reset, false),
                 AfterFailure::Retry(5 * MINUTE)
             );
         }
         assert_eq!(
-            polling.after_failure(&reset),
+            polling.after_failure(&reset, false),
             AfterFailure::Disable(ErrorKind::RetriesExhausted)
         );
     }
@@ -134,12 +144,12 @@ mod tests {
         let mut polling = polling();
         let reset: CycleError = SessionError::Closed.into();
         for _ in 0..10 {
-            polling.after_failure(&reset);
+            polling.after_failure(&reset, false);
         }
         polling.after_success(true);
         assert_eq!(polling.failures(), 0);
         assert_eq!(
-            polling.after_failure(&reset),
+            polling.after_failure(&reset, false),
             AfterFailure::Retry(5 * MINUTE)
         );
     }
@@ -150,11 +160,11 @@ mod tests {
         let long = throttled(Some(Duration::from_secs(600)));
         let short = throttled(Some(Duration::from_secs(1)));
         assert_eq!(
-            polling.after_failure(&long),
+            polling.after_failure(&long, false),
             AfterFailure::Retry(600 * Duration::from_secs(1))
         );
         assert_eq!(
-            polling.after_failure(&short),
+            polling.after_failure(&short, false),
             AfterFailure::Retry(5 * MINUTE)
         );
     }
@@ -164,8 +174,23 @@ mod tests {
         let mut polling = polling();
         let rejected: CycleError = SessionError::CredentialsRejected("no".into()).into();
         assert_eq!(
-            polling.after_failure(&rejected),
+            polling.after_failure(&rejected, false),
             AfterFailure::Disable(ErrorKind::CredentialsRejected)
         );
+    }
+
+    #[test]
+    fn progress_restarts_the_retry_count() {
+        let mut polling = polling();
+        let reset: CycleError = SessionError::Closed.into();
+        for _ in 0..10 {
+            polling.after_failure(&reset, false);
+        }
+        assert_eq!(polling.failures(), 10);
+        assert_eq!(
+            polling.after_failure(&reset, true),
+            AfterFailure::Retry(5 * MINUTE)
+        );
+        assert_eq!(polling.failures(), 1);
     }
 }
