@@ -65,6 +65,7 @@ pub struct Connection<S> {
     stream: BufWriter<S>,
     input: BytesMut,
     written: u64,
+    write_timeout: Duration,
     /// Discarding the rest of an overlong line.
     skipping: bool,
 }
@@ -73,12 +74,15 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Wraps `stream`.
-    pub fn new(stream: S) -> Self {
+    /// Wraps `stream`. A write or flush that cannot finish within
+    /// `write_timeout`, because the peer stopped reading, fails with
+    /// `TimedOut`, so a stuck peer cannot hold a session forever.
+    pub fn new(stream: S, write_timeout: Duration) -> Self {
         Self {
             stream: BufWriter::with_capacity(WRITE_BUFFER, stream),
             input: BytesMut::with_capacity(READ_CHUNK),
             written: 0,
+            write_timeout,
             skipping: false,
         }
     }
@@ -156,20 +160,30 @@ where
             let room = limit.saturating_sub(self.written);
             if (bytes.len() as u64) > room {
                 let head = &bytes[..room as usize];
-                self.stream.write_all(head).await?;
+                self.write_all(head).await?;
                 self.written += room;
                 self.abort().await;
                 return Err(WriteError::InjectedReset(limit));
             }
         }
-        self.stream.write_all(bytes).await?;
+        self.write_all(bytes).await?;
         self.written += bytes.len() as u64;
         Ok(())
     }
 
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match tokio::time::timeout(self.write_timeout, self.stream.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(write_timed_out()),
+        }
+    }
+
     /// Writes buffered output to the peer.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush().await
+        match tokio::time::timeout(self.write_timeout, self.stream.flush()).await {
+            Ok(result) => result,
+            Err(_) => Err(write_timed_out()),
+        }
     }
 
     /// Flushes what was written and shuts the stream down in the middle of
@@ -179,15 +193,19 @@ where
     /// SO_LINGER, so a peer sees an unexpected end of stream rather than
     /// "connection reset by peer". Clients treat both as a broken session.
     pub async fn abort(&mut self) {
-        let _ = self.stream.flush().await;
+        let _ = self.flush().await;
         let _ = self.stream.get_mut().shutdown().await;
     }
 
     /// Flushes and closes the connection cleanly.
     pub async fn close(&mut self) {
-        let _ = self.stream.flush().await;
-        let _ = self.stream.shutdown().await;
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
     }
+}
+
+fn write_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading; write timed out")
 }
 
 fn memchr_lf(bytes: &[u8]) -> Option<usize> {
@@ -213,7 +231,7 @@ mod tests {
                 }
                 client
             });
-            let mut conn = Connection::new(server);
+            let mut conn = Connection::new(server, TIMEOUT);
             for expected in [&b"first line"[..], b"second", b"third"] {
                 let line = conn.read_line(100, TIMEOUT).await.unwrap();
                 assert_eq!(
@@ -229,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn overlong_line_is_discarded() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut conn = Connection::new(server);
+        let mut conn = Connection::new(server, TIMEOUT);
         let writer = tokio::spawn(async move {
             client.write_all(&vec![b'x'; 100_000]).await.unwrap();
             client.write_all(b"\r\nnext\r\n").await.unwrap();
@@ -244,10 +262,21 @@ mod tests {
         drop(writer.await.unwrap());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn stuck_reader_times_out_writes() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut conn = Connection::new(server, TIMEOUT);
+        let error = conn.write(&vec![b'x'; 64 * 1024], None).await.unwrap_err();
+        match error {
+            WriteError::Io(error) => assert_eq!(error.kind(), io::ErrorKind::TimedOut),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn reset_fault_cuts_output() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut conn = Connection::new(server);
+        let mut conn = Connection::new(server, TIMEOUT);
         conn.write(b"12345", Some(8)).await.unwrap();
         let error = conn.write(b"67890", Some(8)).await.unwrap_err();
         assert!(matches!(error, WriteError::InjectedReset(8)));

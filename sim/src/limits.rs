@@ -23,6 +23,9 @@ pub struct Limits {
     pub pop3_idle_timeout: Duration,
     /// SMTP idle timeout; RFC 5321 section 4.5.3.2.7 suggests 5 minutes.
     pub smtp_idle_timeout: Duration,
+    /// How long a write may wait for a peer that stopped reading before the
+    /// session is closed.
+    pub write_timeout: Duration,
     /// Errors a session may cause in a row before it is closed.
     pub max_consecutive_errors: u32,
 }
@@ -37,6 +40,7 @@ impl Default for Limits {
             imap_idle_timeout: Duration::from_secs(30 * 60),
             pop3_idle_timeout: Duration::from_secs(10 * 60),
             smtp_idle_timeout: Duration::from_secs(5 * 60),
+            write_timeout: Duration::from_secs(120),
             max_consecutive_errors: 20,
         }
     }

@@ -293,10 +293,21 @@ impl Service {
             .store
             .account(account)
             .ok_or_else(|| StoreError::UnknownAccount(account.to_owned()))?;
-        if self.inner.store.account(&rule.to).is_none() {
+        let Some(target) = self.inner.store.account(&rule.to) else {
             return Err(StoreError::UnknownAccount(rule.to));
+        };
+        let mut rules = lock(&self.inner.rules);
+        // Follow the chain of rules from the target; reaching the source
+        // again would forward every message forever.
+        let source_key = source.address().to_ascii_lowercase();
+        let mut next = Some(target.address().to_ascii_lowercase());
+        while let Some(key) = next {
+            if key == source_key {
+                return Err(StoreError::ForwardLoop(source.address().to_owned()));
+            }
+            next = rules.get(&key).map(|rule| rule.to.to_ascii_lowercase());
         }
-        lock(&self.inner.rules).insert(source.address().to_ascii_lowercase(), rule);
+        rules.insert(source_key, rule);
         Ok(())
     }
 
@@ -401,7 +412,10 @@ impl Service {
             queue.push_back(message);
             return;
         }
-        match account.throttle().admit_delivery(Instant::now()) {
+        // Bind the admission first: the throttle guard must be released
+        // before storing, which can run forwarding rules that lock it again.
+        let admission = account.throttle().admit_delivery(Instant::now());
+        match admission {
             Ok(()) => {
                 drop(deferred);
                 self.store_message(account, message);
@@ -443,7 +457,8 @@ impl Service {
                 deferred.remove(&key);
                 return;
             }
-            match account.throttle().admit_delivery(Instant::now()) {
+            let admission = account.throttle().admit_delivery(Instant::now());
+            match admission {
                 Ok(()) => {
                     let Some(message) = queue.pop_front() else {
                         return;
@@ -657,6 +672,57 @@ mod tests {
                 at: Duration::from_secs(5),
             }
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forward_loops_are_rejected() {
+        let service = Service::builder().build();
+        for address in ["a@example.com", "b@example.com", "c@example.com"] {
+            service.add_account(AccountSpec::new(address, "pw")).unwrap();
+        }
+        let rule = |to: &str| ForwardRule {
+            to: to.to_owned(),
+            mode: ForwardMode::Attachment,
+            delay: Duration::ZERO,
+        };
+        assert_eq!(
+            service.set_forward_rule("a@example.com", rule("A@example.com")),
+            Err(StoreError::ForwardLoop("a@example.com".to_owned()))
+        );
+        service.set_forward_rule("a@example.com", rule("b@example.com")).unwrap();
+        service.set_forward_rule("b@example.com", rule("c@example.com")).unwrap();
+        assert_eq!(
+            service.set_forward_rule("c@example.com", rule("a@example.com")),
+            Err(StoreError::ForwardLoop("c@example.com".to_owned()))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chained_forwarding_with_a_receive_limit_delivers() {
+        // The limited account forwards with no delay while its throttle is
+        // checked, which once held the throttle lock across the rule.
+        let service = Service::builder().build();
+        let mut spec = AccountSpec::new("user@example.com", "pw");
+        spec.policy = AccountPolicy {
+            receive_per_hour: Some(10),
+            ..AccountPolicy::default()
+        };
+        service.add_account(spec).unwrap();
+        service.add_account(AccountSpec::new("fwd@example.com", "pw")).unwrap();
+        service
+            .set_forward_rule(
+                "user@example.com",
+                ForwardRule {
+                    to: "fwd@example.com".to_owned(),
+                    mode: ForwardMode::Attachment,
+                    delay: Duration::ZERO,
+                },
+            )
+            .unwrap();
+        service
+            .deliver("user@example.com", Bytes::from_static(MESSAGE), None)
+            .unwrap();
+        assert_eq!(inbox_len(&service, "fwd@example.com"), 1);
     }
 
     #[tokio::test(start_paused = true)]

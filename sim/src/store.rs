@@ -38,6 +38,9 @@ pub enum StoreError {
     /// A folder of this name exists already.
     #[error("folder {0} exists already")]
     DuplicateFolder(String),
+    /// A forwarding rule would forward the account's mail back to it.
+    #[error("forwarding from {0} would loop back to it; forward to an account without a rule back")]
+    ForwardLoop(String),
     /// The folder name is empty or not allowed.
     #[error("invalid folder name {0:?}")]
     InvalidFolderName(String),

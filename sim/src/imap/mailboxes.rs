@@ -286,7 +286,7 @@ fn store_error(error: StoreError) -> Completion {
         StoreError::DuplicateFolder(_) | StoreError::DuplicateAccount(_) => {
             Completion::no_with(ExtendedCode::AlreadyExists.code(), "Mailbox already exists")
         }
-        StoreError::InvalidFolderName(_) => {
+        StoreError::InvalidFolderName(_) | StoreError::ForwardLoop(_) => {
             Completion::no_with(ExtendedCode::Cannot.code(), "Invalid mailbox name")
         }
     }

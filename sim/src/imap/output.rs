@@ -62,9 +62,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// Wraps `stream`.
-    pub(crate) fn new(stream: S) -> Self {
+    pub(crate) fn new(stream: S, write_timeout: std::time::Duration) -> Self {
         Self {
-            conn: Connection::new(stream),
+            conn: Connection::new(stream, write_timeout),
             reset_after: None,
         }
     }

@@ -93,9 +93,10 @@ where
 {
     /// Creates a session on `stream`; nothing is sent before [`Session::run`].
     pub(crate) fn new(service: Service, stream: S) -> Self {
+        let write_timeout = service.limits().write_timeout;
         Self {
             service,
-            out: Output::new(stream),
+            out: Output::new(stream, write_timeout),
             state: State::NotAuthenticated,
             faults: ActiveFaults::default(),
             reader: CommandReader::default(),

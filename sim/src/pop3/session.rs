@@ -35,7 +35,7 @@ where
 {
     let mut session = Session {
         decoder: Decoder::new(service.limits().max_line),
-        conn: Connection::new(stream),
+        conn: Connection::new(stream, service.limits().write_timeout),
         service,
         state: State::Authorization { user: None },
         errors_in_a_row: 0,

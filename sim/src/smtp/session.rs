@@ -33,7 +33,7 @@ where
     let ip = client_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let smtp = mailin::SessionBuilder::new(service.hostname()).build(ip, handler.clone());
     let mut session = Session {
-        conn: Connection::new(stream),
+        conn: Connection::new(stream, service.limits().write_timeout),
         service,
         smtp,
         handler,
