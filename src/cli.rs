@@ -107,7 +107,10 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "off",
     };
-    init_logging(cli.log.as_deref(), default_filter);
+    if let Err(error) = init_logging(cli.log.as_deref(), default_filter) {
+        eprintln!("mailsim: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check(&args),
@@ -203,13 +206,19 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-fn init_logging(filter: Option<&str>, default: &str) {
+fn init_logging(filter: Option<&str>, default: &str) -> Result<(), String> {
     let filter = match filter {
-        Some(filter) => EnvFilter::new(filter),
+        Some(filter) => EnvFilter::try_new(filter)
+            .map_err(|error| format!("invalid --log filter {filter:?}: {error}; use a level such as info or a directive such as sim=debug"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
+    // mailin writes every SMTP line it parses to its log, credentials
+    // included; the SMTP session logs the wire itself, with them redacted.
+    let filter = filter.add_directive("mailin=off".parse().map_err(|error| format!("{error}"))?);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    Ok(())
 }

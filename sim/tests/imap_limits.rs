@@ -55,7 +55,7 @@ async fn imap_oversized_sync_literal_is_refused() -> TestResult {
     let refused = ask(&mut client, "a1 APPEND INBOX {10485760}").await?;
     assert_eq!(
         refused,
-        "a1 NO [TOOBIG] Literal of 10485760 octets is over the size limit\r\n"
+        "a1 NO [TOOBIG] Literal of 10485760 octets is over the size limit, or the command has more than 16 literals\r\n"
     );
     // The client abandons the command; the session goes on.
     let status = ask(&mut client, "a2 STATUS INBOX (MESSAGES)").await?;
@@ -77,7 +77,7 @@ async fn imap_oversized_non_sync_literal_closes_connection() -> TestResult {
     let rest = client.receive_to_end().await?;
     assert_eq!(
         String::from_utf8_lossy(&rest),
-        "a1 BAD [TOOBIG] Literal of 10485760 octets is over the size limit\r\n\
+        "a1 BAD [TOOBIG] Literal of 10485760 octets is over the size limit, or the command has more than 16 literals\r\n\
          * BYE Literal too large, closing connection\r\n"
     );
     client.finish().await?;
@@ -92,7 +92,7 @@ async fn imap_login_literal_uses_line_limit() -> TestResult {
     let refused = ask(&mut client, "a1 LOGIN {1001}").await?;
     assert_eq!(
         refused,
-        "a1 NO [TOOBIG] Literal of 1001 octets is over the size limit\r\n"
+        "a1 NO [TOOBIG] Literal of 1001 octets is over the size limit, or the command has more than 16 literals\r\n"
     );
     let accepted = ask(&mut client, "a2 LOGIN {17}").await?;
     assert_eq!(accepted, "+ Ready for literal data\r\n");

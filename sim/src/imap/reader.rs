@@ -26,7 +26,7 @@ use crate::conn::{Line, ReadError};
 
 /// Literals allowed in one command. Real commands use at most a handful
 /// (LOGIN two, APPEND one); the cap bounds how often a command is decoded.
-const MAX_LITERALS: usize = 16;
+pub(super) const MAX_LITERALS: usize = 16;
 
 /// A unit of client input, as the reader found it.
 #[derive(Debug)]
@@ -108,7 +108,11 @@ impl CommandReader {
                 }
             };
             if limits.trace_input && tracing::enabled!(tracing::Level::TRACE) {
-                tracing::trace!(bytes = %escape_byte_string(&line), "received line");
+                if carries_credentials(&line) {
+                    tracing::trace!("received LOGIN or AUTHENTICATE line <redacted>");
+                } else {
+                    tracing::trace!(bytes = %escape_byte_string(&line), "received line");
+                }
             }
             text_bytes += line.len() + 2;
             if text_bytes > limits.max_line {
@@ -295,9 +299,27 @@ fn non_sync_announcement(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// True when the command word after the tag is LOGIN or AUTHENTICATE,
+/// whose arguments are credentials that must never reach a log.
+fn carries_credentials(line: &[u8]) -> bool {
+    let mut words = line.split(|&byte| byte == b' ');
+    let _tag = words.next();
+    words.next().is_some_and(|command| {
+        command.eq_ignore_ascii_case(b"LOGIN") || command.eq_ignore_ascii_case(b"AUTHENTICATE")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_lines_are_recognised() {
+        assert!(carries_credentials(b"a1 LOGIN bob secret"));
+        assert!(carries_credentials(b"x authenticate PLAIN AGJvYgBzZWNyZXQ="));
+        assert!(!carries_credentials(b"a2 SELECT INBOX"));
+        assert!(!carries_credentials(b"LOGIN"));
+    }
 
     #[test]
     fn leading_tag_needs_valid_tag() {

@@ -167,6 +167,13 @@ where
         }
     }
 
+    fn literal_limit_text(&self, length: u32) -> String {
+        format!(
+            "Literal of {length} octets is over the size limit, or the command has more than {} literals",
+            super::reader::MAX_LITERALS
+        )
+    }
+
     /// Replies to one frame from the reader.
     async fn handle(&mut self, frame: Frame) -> Result<(), Disconnect> {
         match frame {
@@ -174,12 +181,12 @@ where
             Frame::Invalid { tag } => self.reject(tag, "Invalid command or arguments").await,
             Frame::LineTooLong { tag } => self.reject(tag, "Command line too long").await,
             Frame::LiteralRefused { tag, length } => {
-                let text = format!("Literal of {length} octets is over the size limit");
+                let text = self.literal_limit_text(length);
                 let completion = Completion::no_with(Code::TooBig, text);
                 self.out.send(&completion.into_response(tag)).await
             }
             Frame::LiteralOverrun { tag, length } => {
-                let text = format!("Literal of {length} octets is over the size limit");
+                let text = self.literal_limit_text(length);
                 let reply = match tag {
                     Some(tag) => Completion {
                         kind: StatusKind::Bad,

@@ -38,6 +38,7 @@ where
         smtp,
         handler,
         errors_in_a_row: 0,
+        after_auth: false,
     };
     match session.serve().await {
         Ok(()) => Ok(()),
@@ -124,6 +125,8 @@ struct Session<S> {
     smtp: mailin::Session<EnvelopeHandler>,
     handler: EnvelopeHandler,
     errors_in_a_row: u32,
+    /// The previous command was AUTH, so this line may be a credential.
+    after_auth: bool,
 }
 
 impl<S> Session<S>
@@ -186,6 +189,13 @@ where
         // from mailin, which logs every command line it parses.
         if verb == "AUTH" {
             tracing::trace!("command AUTH <redacted>");
+            self.after_auth = true;
+            return Ok(Answer::reply(Reply::AuthNotEnabled));
+        }
+        // A client that ignores the refusal sends its credentials next, as
+        // a line that is no command; it is answered here and never logged.
+        if std::mem::take(&mut self.after_auth) && !is_command(&verb) {
+            tracing::trace!("line after AUTH <redacted>");
             return Ok(Answer::reply(Reply::AuthNotEnabled));
         }
         tracing::trace!(line = %line.escape_ascii(), "command");
@@ -370,4 +380,13 @@ mod tests {
         assert_eq!(verb(b"\xff\xfe x"), "");
         assert_eq!(verb(b"averyveryverylongword"), "");
     }
+}
+
+/// True for the verbs of RFC 5321 and its common extensions.
+fn is_command(verb: &str) -> bool {
+    matches!(
+        verb,
+        "HELO" | "EHLO" | "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN"
+            | "HELP" | "STARTTLS" | "BDAT" | "AUTH"
+    )
 }
