@@ -26,8 +26,12 @@ pub struct Peer {
 pub enum Line {
     /// A complete line without its line ending (CRLF, or a bare LF).
     Complete(BytesMut),
-    /// A line longer than the limit; it was discarded up to its end.
-    TooLong,
+    /// A line longer than the limit; it was discarded up to its end except
+    /// for its first bytes, which may carry a tag to answer with.
+    TooLong {
+        /// Up to [`TOO_LONG_HEAD`] bytes from the start of the line.
+        head: BytesMut,
+    },
 }
 
 /// Why reading stopped.
@@ -56,6 +60,9 @@ pub enum WriteError {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Bytes kept from the start of an overlong line.
+pub const TOO_LONG_HEAD: usize = 64;
 // Writes of a whole buffer or more bypass it, so a larger buffer would only
 // cost memory per session.
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -68,6 +75,8 @@ pub struct Connection<S> {
     write_timeout: Duration,
     /// Discarding the rest of an overlong line.
     skipping: bool,
+    /// The start of the overlong line being discarded.
+    skipped_head: BytesMut,
 }
 
 impl<S> Connection<S>
@@ -84,6 +93,7 @@ where
             written: 0,
             write_timeout,
             skipping: false,
+            skipped_head: BytesMut::new(),
         }
     }
 
@@ -123,11 +133,13 @@ where
                 if self.skipping {
                     self.input.advance(line_len);
                     self.skipping = false;
-                    return Ok(Line::TooLong);
+                    let head = std::mem::take(&mut self.skipped_head);
+                    return Ok(Line::TooLong { head });
                 }
                 if line_len > max_line {
+                    let head = BytesMut::from(&self.input[..line_len.min(TOO_LONG_HEAD)]);
                     self.input.advance(line_len);
-                    return Ok(Line::TooLong);
+                    return Ok(Line::TooLong { head });
                 }
                 let mut line = self.input.split_to(line_len);
                 line.truncate(end);
@@ -139,6 +151,10 @@ where
             if self.skipping || self.input.len() > max_line {
                 // Drop what is buffered so memory stays bounded, and keep
                 // discarding until the line ends.
+                if !self.skipping {
+                    let keep = self.input.len().min(TOO_LONG_HEAD);
+                    self.skipped_head = BytesMut::from(&self.input[..keep]);
+                }
                 self.input.clear();
                 self.skipping = true;
                 scanned = 0;
@@ -253,7 +269,10 @@ mod tests {
             client.write_all(b"\r\nnext\r\n").await.unwrap();
             client
         });
-        assert_eq!(conn.read_line(1000, TIMEOUT).await.unwrap(), Line::TooLong);
+        let Line::TooLong { head } = conn.read_line(1000, TIMEOUT).await.unwrap() else {
+            panic!("expected an overlong line");
+        };
+        assert_eq!(head.len(), TOO_LONG_HEAD);
         assert!(conn.input().capacity() < 64 * 1024);
         assert_eq!(
             conn.read_line(1000, TIMEOUT).await.unwrap(),

@@ -65,9 +65,10 @@ fn as_attachment(original: &[u8], headers: &CopyHeaders<'_>) -> Bytes {
         .and_then(|message| message.subject())
         .unwrap_or_default();
 
-    // A fixed boundary keeps copies byte-identical across runs; mail-builder
-    // would otherwise derive one from the system time.
-    let boundary = format!("mailsim-fwd-{:016x}", headers.sequence);
+    // A boundary derived from the sequence keeps copies byte-identical
+    // across runs (mail-builder would take one from the system time); it
+    // must not occur in the original, or the attachment would end early.
+    let boundary = unique_boundary(original, headers.sequence);
     let text = MimePart::new(
         "text/plain",
         "This message was forwarded by a server-side rule. The original is attached.\r\n",
@@ -86,6 +87,18 @@ fn as_attachment(original: &[u8], headers: &CopyHeaders<'_>) -> Bytes {
         .subject(format!("FW: {subject}"))
         .body(body);
     Bytes::from(message.write_to_vec().unwrap_or_default())
+}
+
+/// A MIME boundary that does not occur anywhere in `original`.
+fn unique_boundary(original: &[u8], sequence: u64) -> String {
+    let mut attempt = 0u64;
+    loop {
+        let boundary = format!("mailsim-fwd-{sequence:016x}-{attempt}");
+        if memchr::memmem::find(original, boundary.as_bytes()).is_none() {
+            return boundary;
+        }
+        attempt += 1;
+    }
 }
 
 fn inline(original: &[u8], headers: &CopyHeaders<'_>) -> Bytes {
@@ -178,6 +191,21 @@ Please send a quote.\r\n";
             .find_map(|part| part.message())
             .expect("message/rfc822 part");
         assert_eq!(attached.raw_message(), ORIGINAL);
+    }
+
+    #[test]
+    fn boundary_avoids_the_original() {
+        let mut original = ORIGINAL.to_vec();
+        for attempt in 0..3 {
+            original.extend_from_slice(format!("--mailsim-fwd-{:016x}-{attempt}\r\n", 7).as_bytes());
+        }
+        let copy = forwarded_copy(&original, ForwardMode::Attachment, &headers());
+        let parsed = MessageParser::new().parse(&copy).unwrap();
+        let attached = parsed
+            .attachments()
+            .find_map(|part| part.message())
+            .expect("message/rfc822 part");
+        assert_eq!(attached.raw_message(), original.as_slice());
     }
 
     #[test]

@@ -36,7 +36,7 @@ async fn imap_ten_mib_line_bounded_memory() -> TestResult {
     let rejected = client
         .receive(|bytes| replies(bytes, Until::Responses(1)))
         .await?;
-    assert_eq!(rejected, b"* BAD Command line too long\r\n");
+    assert_eq!(rejected, b"a1 BAD Command line too long\r\n");
     let noop = client
         .receive(|bytes| replies(bytes, Until::Tagged("a2")))
         .await?;

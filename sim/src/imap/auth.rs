@@ -96,7 +96,7 @@ where
         let (max_line, timeout) = (limits.max_line, limits.imap_idle_timeout);
         let line = match self.out.conn().read_line(max_line, timeout).await {
             Ok(Line::Complete(line)) => line,
-            Ok(Line::TooLong) => return Ok(SaslResponse::Invalid),
+            Ok(Line::TooLong { .. }) => return Ok(SaslResponse::Invalid),
             Err(ReadError::TimedOut) => return Err(Disconnect::Closed),
             Err(error) => return Err(error.into()),
         };

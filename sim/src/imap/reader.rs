@@ -102,8 +102,14 @@ impl CommandReader {
                 .await?
             {
                 Line::Complete(line) => line,
-                Line::TooLong => {
-                    let tag = leading_tag(&self.buffer);
+                Line::TooLong { head } => {
+                    // A continuation line belongs to the command's first line;
+                    // otherwise the tag is at the start of this one.
+                    let tag = if self.buffer.is_empty() {
+                        leading_tag(&head)
+                    } else {
+                        leading_tag(&self.buffer)
+                    };
                     return Ok(self.finish(Frame::LineTooLong { tag }));
                 }
             };
@@ -222,7 +228,7 @@ impl CommandReader {
                     Some(next) => length = next,
                     None => return Ok(true),
                 },
-                Line::TooLong => return Ok(true),
+                Line::TooLong { .. } => return Ok(true),
             }
         }
         Ok(false)

@@ -150,7 +150,7 @@ where
                 .await
             {
                 Ok(Line::Complete(line)) => line,
-                Ok(Line::TooLong) => {
+                Ok(Line::TooLong { .. }) => {
                     let answer = Answer::reply(Reply::LineTooLong);
                     self.send(&answer).await?;
                     if self.too_many_errors(answer.code).await? {
