@@ -121,6 +121,9 @@ where
         };
         plan.sets_seen &= !selection.read_only;
 
+        if let Err(reply) = selection.check_sequence_numbers(&set, uid) {
+            return Ok(reply);
+        }
         let targets: Vec<(NonZeroU32, u32, bool)> = selection
             .resolve(&set, uid)
             .into_iter()

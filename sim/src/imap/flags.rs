@@ -110,6 +110,9 @@ where
             Err(reply) => return Ok(reply),
         };
 
+        if let Err(reply) = selection.check_sequence_numbers(&set, uid) {
+            return Ok(reply);
+        }
         let targets: Vec<(NonZeroU32, u32, bool)> = selection
             .resolve(&set, uid)
             .into_iter()

@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
+use super::response::Completion;
 use crate::store::{Folder, Mailboxes, SystemFlags};
 
 /// The selected mailbox as this session last reported it.
@@ -209,6 +210,32 @@ impl Selection {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// For message sequence numbers, checks that `set` names no number
+    /// past the last message; servers answer such a FETCH, STORE or COPY
+    /// with BAD. UIDs that do not exist are ignored instead (RFC 3501 6.4.8).
+    pub(crate) fn check_sequence_numbers(&self, set: &SequenceSet, uid: bool) -> Result<(), Completion> {
+        if uid {
+            return Ok(());
+        }
+        let exists = count(self.uids.len());
+        for sequence in set.0.as_ref() {
+            let bounds = match sequence {
+                Sequence::Single(single) => [Some(single), None],
+                Sequence::Range(from, to) => [Some(from), Some(to)],
+            };
+            for bound in bounds.into_iter().flatten() {
+                if let SeqOrUid::Value(value) = bound
+                    && value.get() > exists
+                {
+                    return Err(Completion::bad(format!(
+                        "Invalid message sequence number {value}: the mailbox has {exists} messages"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Resolves `set` like [`Selection::resolve`], as sorted, disjoint

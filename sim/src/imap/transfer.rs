@@ -49,6 +49,9 @@ where
             Ok(name) => name,
             Err(reply) => return reply,
         };
+        if let Err(reply) = selection.check_sequence_numbers(&set, uid) {
+            return reply;
+        }
         let uids: Vec<u32> = selection
             .resolve(&set, uid)
             .into_iter()
