@@ -221,7 +221,10 @@ where
 }
 
 fn write_timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading; write timed out")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "peer stopped reading; write timed out",
+    )
 }
 
 fn memchr_lf(bytes: &[u8]) -> Option<usize> {

@@ -197,7 +197,8 @@ Please send a quote.\r\n";
     fn boundary_avoids_the_original() {
         let mut original = ORIGINAL.to_vec();
         for attempt in 0..3 {
-            original.extend_from_slice(format!("--mailsim-fwd-{:016x}-{attempt}\r\n", 7).as_bytes());
+            original
+                .extend_from_slice(format!("--mailsim-fwd-{:016x}-{attempt}\r\n", 7).as_bytes());
         }
         let copy = forwarded_copy(&original, ForwardMode::Attachment, &headers());
         let parsed = MessageParser::new().parse(&copy).unwrap();

@@ -192,7 +192,10 @@ pub fn throttled_text(backoff: Duration) -> String {
 pub enum FaultKind {
     /// Logins fail as if the password were wrong.
     LoginRejected,
-    /// Connections are closed before the greeting.
+    /// Connections are refused. Service-wide, every connection is closed
+    /// before the greeting; on an account, the connection is closed without
+    /// an answer when that account logs in (its address is not known before).
+    /// The scenario runner's in-memory connector refuses the connection itself.
     ConnectionRefused,
     /// The connection is cut after the server has written this many bytes.
     ResetAfterBytes(u64),
@@ -242,7 +245,7 @@ pub struct Faults {
 pub struct ActiveFaults {
     /// Logins fail.
     pub login_rejected: bool,
-    /// Connections are closed before the greeting.
+    /// Connections are refused (see [`FaultKind::ConnectionRefused`]).
     pub connection_refused: bool,
     /// Cut the connection after this many bytes written.
     pub reset_after_bytes: Option<u64>,

@@ -678,7 +678,9 @@ mod tests {
     async fn forward_loops_are_rejected() {
         let service = Service::builder().build();
         for address in ["a@example.com", "b@example.com", "c@example.com"] {
-            service.add_account(AccountSpec::new(address, "pw")).unwrap();
+            service
+                .add_account(AccountSpec::new(address, "pw"))
+                .unwrap();
         }
         let rule = |to: &str| ForwardRule {
             to: to.to_owned(),
@@ -689,8 +691,12 @@ mod tests {
             service.set_forward_rule("a@example.com", rule("A@example.com")),
             Err(StoreError::ForwardLoop("a@example.com".to_owned()))
         );
-        service.set_forward_rule("a@example.com", rule("b@example.com")).unwrap();
-        service.set_forward_rule("b@example.com", rule("c@example.com")).unwrap();
+        service
+            .set_forward_rule("a@example.com", rule("b@example.com"))
+            .unwrap();
+        service
+            .set_forward_rule("b@example.com", rule("c@example.com"))
+            .unwrap();
         assert_eq!(
             service.set_forward_rule("c@example.com", rule("a@example.com")),
             Err(StoreError::ForwardLoop("c@example.com".to_owned()))
@@ -708,7 +714,9 @@ mod tests {
             ..AccountPolicy::default()
         };
         service.add_account(spec).unwrap();
-        service.add_account(AccountSpec::new("fwd@example.com", "pw")).unwrap();
+        service
+            .add_account(AccountSpec::new("fwd@example.com", "pw"))
+            .unwrap();
         service
             .set_forward_rule(
                 "user@example.com",

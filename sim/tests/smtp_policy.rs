@@ -258,3 +258,41 @@ async fn smtp_refuse_busy_answers_421() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn smtp_recipient_fault_gets_451_at_rcpt() -> TestResult {
+    let service = mailbox();
+    add_account(&service, "bob@example.com", "pw", &[]);
+    let account = service.store().account(ALICE).expect("alice exists");
+    account.faults().switch_on(FaultKind::ServerError);
+    let mut client = greeted(&service).await?;
+    reply(&mut client, "EHLO client.example.org").await?;
+    reply(&mut client, "MAIL FROM:<carol@example.org>").await?;
+    let refused = reply(&mut client, &format!("RCPT TO:<{ALICE}>")).await?;
+    assert_eq!(
+        refused,
+        "451 4.3.0 Temporary server error, try again later\r\n"
+    );
+    // Another recipient of the same session is not affected.
+    let accepted = reply(&mut client, "RCPT TO:<bob@example.com>").await?;
+    assert!(accepted.starts_with("250 "), "{accepted}");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn smtp_recipient_latency_delays_rcpt_reply() -> TestResult {
+    let service = mailbox();
+    let account = service.store().account(ALICE).expect("alice exists");
+    account.set_policy(AccountPolicy {
+        command_latency: Duration::from_millis(250),
+        ..AccountPolicy::default()
+    });
+    let mut client = greeted(&service).await?;
+    reply(&mut client, "EHLO client.example.org").await?;
+    reply(&mut client, "MAIL FROM:<carol@example.org>").await?;
+    let before = Instant::now();
+    let accepted = reply(&mut client, &format!("RCPT TO:<{ALICE}>")).await?;
+    assert!(accepted.starts_with("250 "), "{accepted}");
+    assert_eq!(before.elapsed(), Duration::from_millis(250));
+    Ok(())
+}

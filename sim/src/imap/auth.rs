@@ -122,6 +122,12 @@ where
             return Ok(authentication_failed());
         };
 
+        // The account's latency applies from the moment it is known, as POP3
+        // applies it to PASS.
+        let latency = account.policy().command_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let faults = self.service.active_faults(Some(&account));
         if faults.connection_refused {
             tracing::warn!(

@@ -80,7 +80,9 @@ where
                         Err(_) => Completion::bad("Expected DONE"),
                     });
                 }
-                Wake::Input(Ok(Line::TooLong { .. })) => return Ok(Completion::bad("Expected DONE")),
+                Wake::Input(Ok(Line::TooLong { .. })) => {
+                    return Ok(Completion::bad("Expected DONE"));
+                }
                 Wake::Input(Err(ReadError::TimedOut)) => {
                     self.out
                         .send(&response::bye(None, "Autologout; idle for too long"))

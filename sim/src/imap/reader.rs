@@ -322,7 +322,9 @@ mod tests {
     #[test]
     fn credential_lines_are_recognised() {
         assert!(carries_credentials(b"a1 LOGIN bob secret"));
-        assert!(carries_credentials(b"x authenticate PLAIN AGJvYgBzZWNyZXQ="));
+        assert!(carries_credentials(
+            b"x authenticate PLAIN AGJvYgBzZWNyZXQ="
+        ));
         assert!(!carries_credentials(b"a2 SELECT INBOX"));
         assert!(!carries_credentials(b"LOGIN"));
     }

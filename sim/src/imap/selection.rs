@@ -215,7 +215,11 @@ impl Selection {
     /// For message sequence numbers, checks that `set` names no number
     /// past the last message; servers answer such a FETCH, STORE or COPY
     /// with BAD. UIDs that do not exist are ignored instead (RFC 3501 6.4.8).
-    pub(crate) fn check_sequence_numbers(&self, set: &SequenceSet, uid: bool) -> Result<(), Completion> {
+    pub(crate) fn check_sequence_numbers(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+    ) -> Result<(), Completion> {
         if uid {
             return Ok(());
         }

@@ -13,6 +13,7 @@ use mailin::{Handler, Response};
 
 use super::reply::Reply;
 use crate::service::Service;
+use crate::store::Account;
 
 /// Maximum recipients accepted per transaction. RFC 5321 section 4.5.3.1.8
 /// requires at least 100. Further RCPT commands get `452 4.5.3`, which
@@ -33,6 +34,9 @@ pub struct Envelope {
     recipients: Vec<String>,
     content: Vec<u8>,
     oversized: bool,
+    /// The account named by the last RCPT, whose latency and stall the
+    /// session applies before replying.
+    last_recipient: Option<Arc<Account>>,
 }
 
 impl Envelope {
@@ -48,7 +52,13 @@ impl Envelope {
             recipients: Vec::new(),
             content: Vec::new(),
             oversized: false,
+            last_recipient: None,
         }
+    }
+
+    /// Takes the account named by the last RCPT, if it named one.
+    pub fn take_last_recipient(&mut self) -> Option<Arc<Account>> {
+        self.last_recipient.take()
     }
 
     /// Returns the domain the client gave in HELO or EHLO.
@@ -78,6 +88,16 @@ impl Envelope {
             tracing::debug!(recipient = address, "unknown recipient rejected");
             return Reply::UnknownRecipient { address };
         };
+        self.last_recipient = Some(Arc::clone(&account));
+        // The recipient's mailbox is unreachable: the relay should try later.
+        let faults = self.service.active_faults(Some(&account));
+        if faults.server_error || faults.connection_refused {
+            tracing::warn!(
+                mailbox = account.address(),
+                "recipient refused by injected fault"
+            );
+            return Reply::ServerError;
+        }
         self.accepted_rcpt += 1;
         let mailbox = account.address();
         if !self.recipients.iter().any(|known| known == mailbox) {

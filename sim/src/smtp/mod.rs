@@ -13,9 +13,14 @@
 //!   so receive limits and forwarding rules apply.
 //! - `session`: the loop, with bounded lines, the idle timeout and faults.
 //!
-//! SMTP needs no login here, so account faults and throttling apply only
-//! through delivery; the service-wide faults (connection refused, stall,
-//! server error, reset after N bytes) apply to every session.
+//! SMTP needs no login here, so an account's policies apply where its
+//! address first appears, at RCPT: its command latency delays the reply, a
+//! stall on it stalls the reply, and a server-error or connection-refused
+//! fault on it answers `451 4.3.0` so the sending relay retries later. Its
+//! receive limit applies through delivery. Its command budget is not
+//! charged: the budget models mailbox access, which SMTP ingress is not.
+//! Service-wide faults (connection refused, stall, server error, reset
+//! after N bytes) apply to every session.
 
 pub mod data;
 pub mod envelope;

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -21,6 +22,7 @@ use super::envelope::{Envelope, EnvelopeHandler};
 use super::reply::Reply;
 use crate::conn::{Connection, Line, Peer, ReadError, WriteError};
 use crate::service::Service;
+use crate::store::Account;
 
 /// Runs one session until QUIT, disconnection, timeout or an injected reset.
 pub(super) async fn run<S>(service: Service, stream: S, peer: Peer) -> io::Result<()>
@@ -39,6 +41,7 @@ where
         handler,
         errors_in_a_row: 0,
         after_auth: false,
+        pending_recipient: None,
     };
     match session.serve().await {
         Ok(()) => Ok(()),
@@ -127,6 +130,8 @@ struct Session<S> {
     errors_in_a_row: u32,
     /// The previous command was AUTH, so this line may be a credential.
     after_auth: bool,
+    /// The account the last RCPT named, whose latency and stall delay the reply.
+    pending_recipient: Option<Arc<Account>>,
 }
 
 impl<S> Session<S>
@@ -213,6 +218,9 @@ where
         }
         line.extend_from_slice(b"\r\n");
         let response = self.smtp.process(&line);
+        if verb == "RCPT" {
+            self.pending_recipient = self.handler.envelope().take_last_recipient();
+        }
 
         // mailin's EHLO reply lacks the server's name on its first line,
         // which RFC 5321 section 4.1.1.1 requires, so it is replaced.
@@ -305,8 +313,32 @@ where
         tokio::time::sleep_until(until).await;
     }
 
+    /// Applies the policies of the account the last RCPT named: its
+    /// command latency, and a stall fault on it.
+    async fn recipient_policy(&mut self) {
+        let Some(account) = self.pending_recipient.take() else {
+            return;
+        };
+        let latency = account.policy().command_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if self.service.active_faults(Some(&account)).stall {
+            let until = self
+                .service
+                .stall_end(Some(&account))
+                .unwrap_or_else(|| Instant::now() + self.idle_timeout());
+            tracing::warn!(
+                mailbox = account.address(),
+                "recipient stalled by injected fault"
+            );
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     /// Writes and flushes `answer`, applying the reset fault in effect.
     async fn send(&mut self, answer: &Answer) -> Result<(), Stop> {
+        self.recipient_policy().await;
         if answer.bytes.is_empty() {
             return Ok(());
         }
@@ -386,7 +418,19 @@ mod tests {
 fn is_command(verb: &str) -> bool {
     matches!(
         verb,
-        "HELO" | "EHLO" | "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN"
-            | "HELP" | "STARTTLS" | "BDAT" | "AUTH"
+        "HELO"
+            | "EHLO"
+            | "MAIL"
+            | "RCPT"
+            | "DATA"
+            | "RSET"
+            | "NOOP"
+            | "QUIT"
+            | "VRFY"
+            | "EXPN"
+            | "HELP"
+            | "STARTTLS"
+            | "BDAT"
+            | "AUTH"
     )
 }
