@@ -269,14 +269,11 @@ impl Recorder {
         }
         // A copy without a readable original (forwarded inline) is found by
         // its UID in the forward mailbox.
-        if event.mailbox.as_str() == super::world::FORWARD_ID {
-            if let Some(&(tag, from)) =
-                uid_of(&event.key).and_then(|uid| self.forward_copies.get(&uid))
-            {
-                return Some((tag, party.unwrap_or(from)));
-            }
+        if event.mailbox.as_str() != super::world::FORWARD_ID {
+            return None;
         }
-        None
+        let &(tag, from) = uid_of(&event.key).and_then(|uid| self.forward_copies.get(&uid))?;
+        Some((tag, party.unwrap_or(from)))
     }
 }
 
