@@ -345,11 +345,11 @@ impl Service {
     /// Stores `raw` in INBOX at once, bypassing limits and rules, as a test
     /// fixture or an IMAP APPEND would.
     pub fn insert(&self, account: &Account, raw: Bytes) -> u32 {
-        let message = Arc::new(StoredMessage {
+        let message = Arc::new(StoredMessage::new(
             raw,
-            internal_date: self.inner.clock.now().fixed_offset(),
-            tag: None,
-        });
+            self.inner.clock.now().fixed_offset(),
+            None,
+        ));
         account.append_to_inbox(message)
     }
 
@@ -481,11 +481,11 @@ impl Service {
     }
 
     fn store_message(&self, account: &Arc<Account>, message: Pending) {
-        let stored = Arc::new(StoredMessage {
-            raw: message.raw,
-            internal_date: self.inner.clock.now().fixed_offset(),
-            tag: message.tag,
-        });
+        let stored = Arc::new(StoredMessage::new(
+            message.raw,
+            self.inner.clock.now().fixed_offset(),
+            message.tag,
+        ));
         let uid = account.append_to_inbox(Arc::clone(&stored));
         self.emit(DeliveryEvent::Stored {
             account: account.address().to_owned(),

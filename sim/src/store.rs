@@ -154,6 +154,17 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// A message as delivered, with every bare LF turned into CRLF. IMAP and
+    /// POP3 both send messages with CRLF line endings, so storing them that
+    /// way gives both the same bytes and the same sizes, as Dovecot does.
+    pub fn new(raw: Bytes, internal_date: DateTime<FixedOffset>, tag: Option<u64>) -> Self {
+        Self {
+            raw: normalize_line_endings(raw),
+            internal_date,
+            tag,
+        }
+    }
+
     /// Size in octets, as RFC822.SIZE and POP3 LIST report it.
     pub fn size(&self) -> usize {
         self.raw.len()
@@ -695,6 +706,27 @@ impl Store {
     }
 }
 
+/// Returns `raw` with every LF that lacks a CR before it turned into CRLF;
+/// `raw` itself, without a copy, when it has none.
+pub fn normalize_line_endings(raw: Bytes) -> Bytes {
+    let bare = memchr::memchr_iter(b'\n', &raw).filter(|&lf| lf == 0 || raw[lf - 1] != b'\r');
+    let count = bare.count();
+    if count == 0 {
+        return raw;
+    }
+    let mut fixed = Vec::with_capacity(raw.len() + count);
+    let mut start = 0;
+    for lf in memchr::memchr_iter(b'\n', &raw) {
+        if lf == 0 || raw[lf - 1] != b'\r' {
+            fixed.extend_from_slice(&raw[start..lf]);
+            fixed.extend_from_slice(b"\r\n");
+            start = lf + 1;
+        }
+    }
+    fixed.extend_from_slice(&raw[start..]);
+    Bytes::from(fixed)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding an account lock leaves data that is still
     // consistent (every change is a single assignment or push), so a
@@ -719,6 +751,15 @@ mod tests {
             internal_date: DateTime::UNIX_EPOCH.fixed_offset(),
             tag: None,
         })
+    }
+
+    #[test]
+    fn bare_line_feeds_become_crlf() {
+        let fixed = normalize_line_endings(Bytes::from_static(b"A: 1\nB: 2\r\n\nbody\n"));
+        assert_eq!(&fixed[..], b"A: 1\r\nB: 2\r\n\r\nbody\r\n");
+        let clean = Bytes::from_static(b"A: 1\r\n\r\nbody\r\n");
+        assert_eq!(normalize_line_endings(clean.clone()).as_ptr(), clean.as_ptr());
+        assert_eq!(&normalize_line_endings(Bytes::from_static(b"\n"))[..], b"\r\n");
     }
 
     #[test]

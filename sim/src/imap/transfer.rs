@@ -139,11 +139,7 @@ where
             Some(date) => *date.as_ref(),
             None => self.service.clock().now().fixed_offset(),
         };
-        let stored = Arc::new(StoredMessage {
-            raw,
-            internal_date,
-            tag: None,
-        });
+        let stored = Arc::new(StoredMessage::new(raw, internal_date, None));
         let appended = account.modify(|mailboxes| {
             let folder = mailboxes.folder_mut(&name)?;
             let uid = folder.append(stored, flags);
