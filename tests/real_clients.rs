@@ -254,3 +254,45 @@ fn mbsync_retrieves_every_message() {
         + fs::read_dir(inbox.join("cur")).unwrap().count();
     assert_eq!(retrieved, total);
 }
+
+#[test]
+fn serve_runs_a_scenario_organisation() {
+    let scenario = test_file("../scenarios/fault-isolation.toml");
+    let served = Served::start(&[
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--strategy",
+        "forward",
+        "--password",
+        "pw-for-test",
+    ]);
+    let url = format!("imap://{}/INBOX", served.imap);
+    let status = run_ok(
+        "curl",
+        &[
+            "--silent",
+            "--show-error",
+            "--user",
+            "support@northwind.example:pw-for-test",
+            &url,
+            "--request",
+            "STATUS INBOX (MESSAGES)",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("MESSAGES"));
+    // Every mailbox forwards under the forward strategy, so the forward
+    // mailbox exists and takes the same password.
+    let forward = run_ok(
+        "curl",
+        &[
+            "--silent",
+            "--show-error",
+            "--user",
+            "crm-forward@mailsim.test:pw-for-test",
+            &url,
+            "--request",
+            "STATUS INBOX (MESSAGES)",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&forward.stdout).contains("MESSAGES"));
+}

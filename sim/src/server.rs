@@ -346,6 +346,7 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(service.limits().max_connections));
     let mut sessions = JoinSet::new();
+    let mut refused: u64 = 0;
     loop {
         // Reap finished sessions so the set does not grow with every connection.
         while sessions.try_join_next().is_some() {}
@@ -369,7 +370,16 @@ async fn accept_loop(
                             });
                         }
                         Err(_) => {
-                            tracing::warn!(protocol = protocol.name(), %addr, "connection limit reached");
+                            // One line per burst of refusals, not per connection.
+                            refused += 1;
+                            if refused.is_power_of_two() {
+                                tracing::warn!(
+                                    protocol = protocol.name(),
+                                    %addr,
+                                    refused,
+                                    "connection limit reached; refusing connections"
+                                );
+                            }
                             sessions.spawn(refuse_busy(protocol, stream, service.hostname().to_owned()));
                         }
                     }

@@ -758,8 +758,14 @@ mod tests {
         let fixed = normalize_line_endings(Bytes::from_static(b"A: 1\nB: 2\r\n\nbody\n"));
         assert_eq!(&fixed[..], b"A: 1\r\nB: 2\r\n\r\nbody\r\n");
         let clean = Bytes::from_static(b"A: 1\r\n\r\nbody\r\n");
-        assert_eq!(normalize_line_endings(clean.clone()).as_ptr(), clean.as_ptr());
-        assert_eq!(&normalize_line_endings(Bytes::from_static(b"\n"))[..], b"\r\n");
+        assert_eq!(
+            normalize_line_endings(clean.clone()).as_ptr(),
+            clean.as_ptr()
+        );
+        assert_eq!(
+            &normalize_line_endings(Bytes::from_static(b"\n"))[..],
+            b"\r\n"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use world::{WorldError, epoch};
+pub use world::{Accounts, WorldError, add_accounts, deliver_traffic, epoch, schedule_faults};
 
 use crate::report::{Report, RunTiming};
 use crate::scenario::{Scenario, Strategy};

@@ -105,7 +105,7 @@ async fn simulate(
         .observer(recorder.clone())
         .build();
 
-    let accounts = add_accounts(scenario, strategy, &service)?;
+    let accounts = add_accounts(scenario, strategy, &service, &password)?;
     schedule_faults(scenario, strategy, &service, &accounts);
     let config = engine_config(scenario, strategy);
     let polled = config
@@ -165,7 +165,13 @@ async fn track_progress(progress: Arc<Progress>, start: Instant) {
     }
 }
 
-async fn deliver_traffic(scenario: Scenario, plan: Arc<Plan>, service: Service, start: Instant) {
+/// Delivers every planned message to `service` at its time after `start`.
+pub async fn deliver_traffic(
+    scenario: Scenario,
+    plan: Arc<Plan>,
+    service: Service,
+    start: Instant,
+) {
     for (id, message) in plan.messages.iter().enumerate() {
         tokio::time::sleep_until(start + message.at).await;
         let raw = traffic::render(&plan, &scenario, id as u32, epoch());
@@ -179,7 +185,7 @@ async fn deliver_traffic(scenario: Scenario, plan: Arc<Plan>, service: Service, 
 }
 
 /// The service's accounts, found by the engine's mailbox ids.
-struct Accounts {
+pub struct Accounts {
     by_mailbox_id: HashMap<MailboxId, Arc<Account>>,
     mailboxes: Vec<Arc<Account>>,
     forward: Option<Arc<Account>>,
@@ -205,10 +211,15 @@ fn policy(scenario: &Scenario) -> AccountPolicy {
     }
 }
 
-fn add_accounts(
+/// Adds the scenario's accounts to `service` with its per-mailbox limits,
+/// and forwarding rules for the mailboxes that forward under `strategy`.
+/// `password` gives the password of mailbox `index`, or of the forward
+/// mailbox for `usize::MAX`.
+pub fn add_accounts(
     scenario: &Scenario,
     strategy: Strategy,
     service: &Service,
+    password: &dyn Fn(usize) -> String,
 ) -> Result<Accounts, WorldError> {
     let mut accounts = Accounts {
         by_mailbox_id: HashMap::new(),
@@ -297,7 +308,9 @@ pub fn fault_accounts(
     }
 }
 
-fn schedule_faults(
+/// Schedules the scenario's faults on the accounts they strike under
+/// `strategy`, as offsets from the service clock's start.
+pub fn schedule_faults(
     scenario: &Scenario,
     strategy: Strategy,
     service: &Service,

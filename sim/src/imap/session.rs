@@ -108,8 +108,9 @@ where
     pub(crate) async fn run(mut self) -> Result<(), Disconnect> {
         let result = self.serve().await;
         match &result {
-            Ok(()) => tracing::info!("session ended"),
-            Err(error) => tracing::info!(%error, "session ended"),
+            Ok(()) => tracing::info!("session ended after LOGOUT"),
+            Err(Disconnect::Bye) => tracing::info!("session ended by the server with BYE"),
+            Err(error) => tracing::info!(reason = %error, "session ended"),
         }
         match result {
             Ok(()) | Err(Disconnect::Closed | Disconnect::Bye | Disconnect::InjectedReset) => {
