@@ -40,6 +40,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a scenario under each strategy in virtual time and compare them.
     Run(RunArgs),
+    /// Sync mailboxes once from a real IMAP or POP3 server and print the records.
+    Sync(crate::sync::SyncArgs),
 }
 
 /// Report formats of `mailsim run`.
@@ -115,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check(&args),
         Command::Run(args) => run(&args),
+        Command::Sync(args) => crate::sync::run(args),
     }
 }
 

@@ -151,7 +151,7 @@ where
                             level: ErrorLevel::Mailbox,
                             mailbox: mailbox.id.clone(),
                             code: AlertCode::CredentialsRejected,
-                            text: format!("the server rejected the credentials: {text}"),
+                            text: text.clone(),
                             at,
                         }));
                     } else {

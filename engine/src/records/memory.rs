@@ -229,6 +229,12 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
+    /// Restores a mailbox's sync state saved by an earlier run, so that a
+    /// new process resumes where the last one stopped.
+    pub fn restore_sync_state(&self, mailbox: MailboxId, state: SyncState) {
+        self.records().sync.insert(mailbox, state);
+    }
+
     /// Applies a batch synchronously; [`RecordStore::commit`] calls this.
     pub fn commit_now(&self, batch: CommitBatch) -> Result<CommitReport, StoreError> {
         let mut records = self.records();

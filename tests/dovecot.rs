@@ -1,4 +1,5 @@
-//! Syncs from a real Dovecot over IMAP and POP3.
+//! Syncs from a real Dovecot over IMAP and POP3, through the engine's
+//! library and through `mailsim sync`.
 //!
 //! The tests need a running Dovecot on loopback, described by three
 //! environment variables, as `scripts/dovecot-test-server start` prints them:
@@ -15,6 +16,7 @@ use engine::{
     AlertCode, Config, Credentials, MailboxConfig, MailboxId, MemoryStore, Owner, Protocol,
     ServerProfile, TcpConnector, TrackingFilter, sync_once,
 };
+use std::process::Command;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -23,6 +25,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const MESSAGES: usize = 1000;
 const PASSWORD: &str = "engine-test-pw";
 
+#[derive(Clone)]
 struct Dovecot {
     imap: (String, u16),
     pop3: (String, u16),
@@ -249,4 +252,95 @@ async fn delete_after_processing_empties_queue_mailbox() -> TestResult {
         assert_eq!(after.mailboxes[0].fetched, 0, "{protocol}");
     }
     Ok(())
+}
+
+/// Runs `mailsim sync` for `user` with its state in `state`; returns the
+/// records-created count it prints.
+fn mailsim_sync(dovecot: &Dovecot, protocol: &str, user: &str, state: &std::path::Path) -> usize {
+    let (host, port) = match protocol {
+        "imap" => &dovecot.imap,
+        _ => &dovecot.pop3,
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args([
+            "sync",
+            "--host",
+            host,
+            "--port",
+            &port.to_string(),
+            "--protocol",
+            protocol,
+        ])
+        .args([
+            "--mailbox",
+            user,
+            "--state",
+            state.to_str().expect("UTF-8 path"),
+        ])
+        .env("MAILSIM_PASSWORD", PASSWORD)
+        .output()
+        .expect("mailsim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "mailsim sync failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains(PASSWORD),
+        "the password reached the output"
+    );
+    let total = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("records created: "))
+        .expect("a summary line");
+    let records = stdout
+        .lines()
+        .filter(|line| line.starts_with("record "))
+        .count();
+    let total: usize = total.parse().expect("a count");
+    assert_eq!(records, total, "one record line per record");
+    total
+}
+
+async fn command_syncs_twice(protocol: &str) -> TestResult {
+    let dovecot = dovecot();
+    let user = fresh_user(&dovecot, &format!("cli-{protocol}"));
+    append(&dovecot, &user, MESSAGES).await?;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.json");
+    let first = tokio::task::spawn_blocking({
+        let (dovecot, user, state, protocol) = (
+            dovecot.clone(),
+            user.clone(),
+            state.clone(),
+            protocol.to_owned(),
+        );
+        move || mailsim_sync(&dovecot, &protocol, &user, &state)
+    })
+    .await?;
+    assert_eq!(first, MESSAGES);
+    let second = tokio::task::spawn_blocking({
+        let (dovecot, user, state, protocol) = (
+            dovecot.clone(),
+            user.clone(),
+            state.clone(),
+            protocol.to_owned(),
+        );
+        move || mailsim_sync(&dovecot, &protocol, &user, &state)
+    })
+    .await?;
+    assert_eq!(second, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn mailsim_sync_imap_creates_each_record_once() -> TestResult {
+    command_syncs_twice("imap").await
+}
+
+#[tokio::test]
+async fn mailsim_sync_pop3_creates_each_record_once() -> TestResult {
+    command_syncs_twice("pop3").await
 }
