@@ -27,7 +27,8 @@ use mail_builder::headers::date::Date;
 use sim::service::DeliveryError;
 use sim::store::Account;
 use sim::{
-    AccountSpec, FaultAction, FaultKind, ForwardMode, ForwardRule, MailSim, ScheduledFault, Service,
+    AccountPolicy, AccountSpec, FaultAction, FaultKind, ForwardMode, ForwardRule, MailSim,
+    ScheduledFault, Service,
 };
 use tokio::io::DuplexStream;
 use tokio::time::Instant;
@@ -48,7 +49,7 @@ type PartyCounts = BTreeMap<(Arc<str>, Owner), usize>;
 // ---------------------------------------------------------------------------
 
 /// Opens a new in-memory session of the profile's protocol for each
-/// connection; host and port are ignored.
+/// connection. Host and port are ignored.
 #[derive(Clone)]
 struct PipeConnector {
     service: Service,
@@ -120,7 +121,7 @@ fn forward_rule(service: &Service, name: &str, mode: ForwardMode) {
         .unwrap_or_else(|error| panic!("forward rule of {name} rejected: {error}"));
 }
 
-/// A profile for [`PipeConnector`], which ignores host and port.
+/// Returns a profile for [`PipeConnector`], which ignores host and port.
 fn pipe_profile(protocol: Protocol) -> ServerProfile {
     let port = match protocol {
         Protocol::Imap => 143,
@@ -129,7 +130,7 @@ fn pipe_profile(protocol: Protocol) -> ServerProfile {
     ServerProfile::new(PROFILE, "sim.invalid", port, protocol)
 }
 
-/// A profile for the loopback listener of `sim` that speaks `protocol`.
+/// Returns a profile for the loopback listener of `sim` that speaks `protocol`.
 fn tcp_profile(sim: &MailSim, protocol: Protocol) -> ServerProfile {
     let listener = match protocol {
         Protocol::Imap => sim.imap_addr(),
@@ -144,29 +145,29 @@ fn tcp_profile(sim: &MailSim, protocol: Protocol) -> ServerProfile {
     )
 }
 
-/// A user mailbox polled directly, logging in as its own account, tracking
-/// all email.
+/// Returns a user mailbox polled directly, logging in as its own account
+/// and tracking all email.
 fn user(name: &str) -> MailboxConfig {
     MailboxConfig::direct(name, Owner::user(name), address(name), PROFILE)
         .with_credentials(Credentials::new(address(name), PASSWORD))
         .with_filter(TrackingFilter::All)
 }
 
-/// A queue mailbox polled directly, tracking all email.
+/// Returns a queue mailbox polled directly and tracking all email.
 fn queue(name: &str) -> MailboxConfig {
     MailboxConfig::direct(name, Owner::queue(name), address(name), PROFILE)
         .with_credentials(Credentials::new(address(name), PASSWORD))
         .with_filter(TrackingFilter::All)
 }
 
-/// The forward mailbox that server-side rules copy mail into.
+/// Returns the forward mailbox that server-side rules copy mail into.
 fn forward_mailbox() -> MailboxConfig {
     MailboxConfig::forward(FORWARD, Owner::user(FORWARD), address(FORWARD), PROFILE)
         .with_credentials(Credentials::new(address(FORWARD), PASSWORD))
 }
 
-/// A mailbox whose mail reaches the engine through the forward mailbox,
-/// tracking all email.
+/// Returns a mailbox whose mail reaches the engine through the forward
+/// mailbox, tracking all email.
 fn via_forward(name: &str, owner: Owner) -> MailboxConfig {
     MailboxConfig::via_forward(name, owner, address(name), FORWARD).with_filter(TrackingFilter::All)
 }
@@ -188,8 +189,9 @@ fn ids(names: &[&str]) -> Vec<MailboxId> {
 // Messages
 // ---------------------------------------------------------------------------
 
-/// Starts a message from an outside sender; `message_id` has no angle
-/// brackets. The date is fixed so that the bytes are the same in every run.
+/// Starts a message from an outside sender. `message_id` has no angle
+/// brackets, and the date is fixed so that the bytes are the same in every
+/// run.
 fn builder<'a>(message_id: &'a str, subject: &'a str) -> MessageBuilder<'a> {
     MessageBuilder::new()
         .from(("Carol Customer", "carol@example.org"))
@@ -261,8 +263,8 @@ fn processed(events: &[Event]) -> Vec<&EmailProcessed> {
         .collect()
 }
 
-/// The decision for the message with `message_id`; panics unless there is
-/// exactly one.
+/// Returns the decision for the message with `message_id`. Panics unless
+/// there is exactly one.
 fn decision<'a>(events: &'a [Event], message_id: &str) -> &'a EmailProcessed {
     let found: Vec<&EmailProcessed> = processed(events)
         .into_iter()
@@ -331,7 +333,7 @@ fn decisions_per_key(events: &[Event]) -> BTreeMap<SourceKey, usize> {
     counts
 }
 
-/// One party record for each (Message-ID, owner).
+/// Builds the expected party counts: one record for each (Message-ID, owner).
 fn once_each(parties: &[(&str, Owner)]) -> PartyCounts {
     parties
         .iter()
@@ -666,7 +668,7 @@ async fn pop3_forward_copy_is_attributed_to_forwarding_user() -> TestResult {
 /// Delivers an inline copy from alice and, behind it, an attached copy
 /// from bob: the inline copy is one email-level error, reported once, and
 /// bob's copy is still recorded.
-async fn inline_forward_is_an_email_error_reported_once(protocol: Protocol) -> TestResult {
+async fn inline_forward_is_email_error(protocol: Protocol) -> TestResult {
     let service = service_with(&["alice", "bob", FORWARD]);
     forward_rule(&service, "alice", ForwardMode::Inline);
     forward_rule(&service, "bob", ForwardMode::Attachment);
@@ -696,7 +698,8 @@ async fn inline_forward_is_an_email_error_reported_once(protocol: Protocol) -> T
     );
     let decisions = processed(&first.events);
     assert_eq!(decisions.len(), 2, "decisions: {decisions:?}");
-    // The inline copy arrived first; its Message-ID is the wrapper's own.
+    // The inline copy's decision carries the wrapper's Message-ID, not an
+    // original's.
     let inline = decisions
         .iter()
         .find(|processed| processed.message_id.as_deref() != Some("attached@example.org"))
@@ -743,13 +746,13 @@ async fn inline_forward_is_an_email_error_reported_once(protocol: Protocol) -> T
 }
 
 #[tokio::test]
-async fn imap_inline_forward_is_an_email_error_reported_once() -> TestResult {
-    inline_forward_is_an_email_error_reported_once(Protocol::Imap).await
+async fn imap_inline_forward_is_email_error() -> TestResult {
+    inline_forward_is_email_error(Protocol::Imap).await
 }
 
 #[tokio::test]
-async fn pop3_inline_forward_is_an_email_error_reported_once() -> TestResult {
-    inline_forward_is_an_email_error_reported_once(Protocol::Pop3).await
+async fn pop3_inline_forward_is_email_error() -> TestResult {
+    inline_forward_is_email_error(Protocol::Pop3).await
 }
 
 // ---------------------------------------------------------------------------
@@ -895,22 +898,99 @@ async fn direct_and_forwarded_copies_share_one_activity() -> TestResult {
     Ok(())
 }
 
+#[tokio::test(start_paused = true)]
+async fn concurrent_cycles_create_one_activity_per_message() -> TestResult {
+    // The same twenty messages reach two users and a queue whose cycles run
+    // at the same time on one node. Messages larger than the in-memory pipe
+    // and a latency per command make the cycles wait in turn, so their
+    // commits interleave.
+    let names = ["alice", "bob", "support"];
+    let service = service_with(&names);
+    for name in names {
+        account(&service, name).set_policy(AccountPolicy {
+            command_latency: Duration::from_millis(5),
+            ..AccountPolicy::default()
+        });
+    }
+    let body = "All work and no play.\r\n".repeat(LARGE_BODY / 23);
+    let message_ids: Vec<String> = (1..=20)
+        .map(|i| format!("shared-{i}@example.org"))
+        .collect();
+    for id in &message_ids {
+        let raw = render(builder(id, "Order").text_body(body.as_str()));
+        for name in names {
+            service.deliver(&address(name), raw.clone(), None)?;
+        }
+    }
+    let mut config = config(
+        pipe_profile(Protocol::Imap),
+        vec![user("alice"), user("bob"), queue("support")],
+    );
+    config.settings.batch_size = 3;
+    let running = start_engine(&service, config)?;
+
+    tokio::time::sleep_until(running.start + MINUTE).await;
+    let events = running.events.events();
+    for name in names {
+        assert_eq!(
+            cycles_ended(&events, name),
+            [(CycleOutcome::Completed, 20)],
+            "{name}'s cycles"
+        );
+    }
+    let mut parties = Vec::new();
+    for id in &message_ids {
+        parties.push((id.as_str(), Owner::user("alice")));
+        parties.push((id.as_str(), Owner::user("bob")));
+        parties.push((id.as_str(), Owner::queue("support")));
+    }
+    let snapshot = running.snapshot();
+    assert_eq!(
+        snapshot.incoming_activities(),
+        20,
+        "one activity per Message-ID"
+    );
+    assert_eq!(
+        snapshot.party_counts(),
+        once_each(&parties),
+        "one party per owner"
+    );
+    assert_eq!(snapshot.queue_items.len(), 20, "one queue item per message");
+    // Decisions of cycles that ran one after another would switch mailbox
+    // only twice.
+    let order: Vec<&str> = processed(&events)
+        .iter()
+        .map(|processed| processed.mailbox.as_str())
+        .collect();
+    let switches = order.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert!(switches > 2, "the cycles did not interleave: {order:?}");
+    let created = processed(&events)
+        .iter()
+        .filter(|processed| processed.created == Created::Activity)
+        .count();
+    assert_eq!(created, 20, "decisions that created an activity");
+    running.engine.stop().await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Correlation
 // ---------------------------------------------------------------------------
 
 const PROPOSAL: &str = "proposal@crm.example.com";
 const OTHER: &str = "other@crm.example.com";
+const REPLY: &str = "reply@example.org";
 
-/// Tracks two outgoing emails, delivers `reply` (Message-ID `reply_id`) to
+/// Tracks two outgoing emails, delivers `mail` (Message-ID `message_id`) to
 /// alice, whose filter tracks only replies to tracked email, and syncs once.
-/// Returns the records, the events, and the ids of the two tracked emails.
+/// Returns the records, the sync report, and the activity ids of the two
+/// tracked emails.
 async fn sync_reply(
-    reply_id: &str,
-    reply: MessageBuilder<'_>,
+    message_id: &str,
+    mail: MessageBuilder<'_>,
 ) -> Result<(Snapshot, SyncReport, [u64; 2]), Box<dyn std::error::Error>> {
     let service = service_with(&["alice"]);
-    service.deliver(&address("alice"), render(reply), None)?;
+    service.deliver(&address("alice"), render(mail), None)?;
     let config = config(
         pipe_profile(Protocol::Imap),
         vec![user("alice").with_filter(TrackingFilter::ResponsesToTracked)],
@@ -923,7 +1003,7 @@ async fn sync_reply(
     assert_eq!(&*other_token, "CRM:0000002", "second tracking token");
     let tracked = {
         let records = store.records();
-        let id = |message_id: &str| records.activity_by_message_id(message_id).map(|a| a.id);
+        let id = |tracked: &str| records.activity_by_message_id(tracked).map(|a| a.id);
         [
             id(PROPOSAL).ok_or("proposal is not tracked")?,
             id(OTHER).ok_or("other offer is not tracked")?,
@@ -933,59 +1013,40 @@ async fn sync_reply(
 
     let report = sync_once(&config, &ids(&["alice"]), &store, &connector).await?;
     assert_eq!(report.mailboxes[0].error, None, "sync failed");
-    let decision = decision(&report.events, reply_id);
-    let snapshot = store.snapshot();
-    if decision.reason == Reason::CorrelationMatch {
-        assert_eq!(
-            decision.created,
-            Created::Activity,
-            "a correlated reply's records"
-        );
-    }
-    Ok((snapshot, report, tracked))
+    assert_eq!(
+        processed(&report.events).len(),
+        1,
+        "one decision for {message_id}"
+    );
+    Ok((store.snapshot(), report, tracked))
 }
 
-/// The activity the reply `reply_id` was correlated with.
-fn regarding(snapshot: &Snapshot, reply_id: &str) -> Option<u64> {
-    snapshot
+/// Asserts that [`REPLY`] became an activity correlated with `tracked`.
+fn assert_reply_regarding(snapshot: &Snapshot, report: &SyncReport, tracked: u64) {
+    let decision = decision(&report.events, REPLY);
+    assert_eq!(decision.reason, Reason::CorrelationMatch, "reason");
+    assert_eq!(decision.created, Created::Activity, "records");
+    let activity = snapshot
         .activities
         .iter()
-        .find(|activity| &*activity.message_id == reply_id)
-        .unwrap_or_else(|| panic!("no activity for {reply_id}"))
-        .regarding
+        .find(|activity| &*activity.message_id == REPLY)
+        .unwrap_or_else(|| panic!("no activity for {REPLY}"));
+    assert_eq!(activity.regarding, Some(tracked), "regarding");
 }
 
 #[tokio::test]
 async fn reply_correlates_by_in_reply_to() -> TestResult {
-    let reply = builder("reply@example.org", "Re: your offer").in_reply_to(PROPOSAL);
-    let (snapshot, report, [proposal, _]) = sync_reply("reply@example.org", reply).await?;
-    assert_eq!(
-        decision(&report.events, "reply@example.org").reason,
-        Reason::CorrelationMatch,
-        "reason"
-    );
-    assert_eq!(
-        regarding(&snapshot, "reply@example.org"),
-        Some(proposal),
-        "regarding"
-    );
+    let reply = builder(REPLY, "Re: your offer").in_reply_to(PROPOSAL);
+    let (snapshot, report, [proposal, _]) = sync_reply(REPLY, reply).await?;
+    assert_reply_regarding(&snapshot, &report, proposal);
     Ok(())
 }
 
 #[tokio::test]
 async fn reply_correlates_by_tracking_token() -> TestResult {
-    let reply = builder("reply@example.org", "Re: Proposal CRM:0000001");
-    let (snapshot, report, [proposal, _]) = sync_reply("reply@example.org", reply).await?;
-    assert_eq!(
-        decision(&report.events, "reply@example.org").reason,
-        Reason::CorrelationMatch,
-        "reason"
-    );
-    assert_eq!(
-        regarding(&snapshot, "reply@example.org"),
-        Some(proposal),
-        "regarding"
-    );
+    let reply = builder(REPLY, "Re: Proposal CRM:0000001");
+    let (snapshot, report, [proposal, _]) = sync_reply(REPLY, reply).await?;
+    assert_reply_regarding(&snapshot, &report, proposal);
     Ok(())
 }
 
@@ -996,30 +1057,30 @@ async fn reply_correlates_by_references() -> TestResult {
         PROPOSAL,
         "also-unknown@elsewhere.example",
     ];
-    let reply = builder("reply@example.org", "Re: your offer").references(references);
-    let (snapshot, report, [proposal, _]) = sync_reply("reply@example.org", reply).await?;
-    assert_eq!(
-        decision(&report.events, "reply@example.org").reason,
-        Reason::CorrelationMatch,
-        "reason"
-    );
-    assert_eq!(
-        regarding(&snapshot, "reply@example.org"),
-        Some(proposal),
-        "regarding"
-    );
+    let reply = builder(REPLY, "Re: your offer").references(references);
+    let (snapshot, report, [proposal, _]) = sync_reply(REPLY, reply).await?;
+    assert_reply_regarding(&snapshot, &report, proposal);
+    Ok(())
+}
+
+#[tokio::test]
+async fn references_prefer_newest_tracked_entry() -> TestResult {
+    // References lists the oldest first, so the last tracked entry is the
+    // message replied to.
+    let references = vec![PROPOSAL, OTHER, "unknown@elsewhere.example"];
+    let reply = builder(REPLY, "Re: your offer").references(references);
+    let (snapshot, report, [_, other]) = sync_reply(REPLY, reply).await?;
+    assert_reply_regarding(&snapshot, &report, other);
     Ok(())
 }
 
 #[tokio::test]
 async fn in_reply_to_wins_over_tracking_token() -> TestResult {
     // In-Reply-To names the proposal while the subject carries the token of
-    // the other offer; In-Reply-To is checked first.
-    let reply = builder("reply@example.org", "Re: Other offer CRM:0000002").in_reply_to(PROPOSAL);
-    let (snapshot, _, [proposal, other]) = sync_reply("reply@example.org", reply).await?;
-    let found = regarding(&snapshot, "reply@example.org");
-    assert_eq!(found, Some(proposal), "regarding");
-    assert_ne!(found, Some(other), "the token must not win");
+    // the other offer, and In-Reply-To is checked first.
+    let reply = builder(REPLY, "Re: Other offer CRM:0000002").in_reply_to(PROPOSAL);
+    let (snapshot, report, [proposal, _]) = sync_reply(REPLY, reply).await?;
+    assert_reply_regarding(&snapshot, &report, proposal);
     Ok(())
 }
 
@@ -1213,15 +1274,14 @@ async fn pop3_reset_mid_fetch_is_retried_without_loss() -> TestResult {
     reset_mid_fetch_is_retried_without_loss(Protocol::Pop3).await
 }
 
-/// Message size that lets the byte-count reset below fall after the first
-/// committed batch: the cut at [`CUT_AFTER_BYTES`] comes after at least two
-/// whole messages plus the login and listing, and before the fourth message
-/// ends.
+/// Body size, in bytes, of the messages in the byte-count reset tests. The
+/// cut at [`CUT_AFTER_BYTES`] then comes after at least two whole messages
+/// plus the login and listing, and before the fourth message ends.
 const LARGE_BODY: usize = 10_000;
 const CUT_AFTER_BYTES: u64 = 35_000;
 
-/// Cuts every connection after [`CUT_AFTER_BYTES`], so each cycle commits
-/// one batch of two messages and fails part-way through the next; the
+/// Cuts every connection after [`CUT_AFTER_BYTES`], so a cycle commits a
+/// batch of two messages and fails part-way through the next batch. The
 /// retries resume from the committed state until all six are in.
 async fn reset_after_committed_batch_resumes(protocol: Protocol) -> TestResult {
     let service = service_with(&["alice"]);
@@ -1281,8 +1341,8 @@ async fn pop3_reset_after_committed_batch_resumes() -> TestResult {
     reset_after_committed_batch_resumes(Protocol::Pop3).await
 }
 
-/// The byte-count reset on a queue mailbox that deletes processed mail:
-/// messages committed by a cut cycle, whose deletion never ran, are deleted
+/// Runs the byte-count reset on a queue mailbox that deletes processed mail.
+/// Messages committed by a cut cycle, whose deletion never ran, are deleted
 /// by a later cycle, and none is recorded twice.
 async fn cut_cycles_still_delete_committed_mail(protocol: Protocol) -> TestResult {
     let service = service_with(&["support"]);
@@ -1351,8 +1411,8 @@ async fn pop3_cut_cycles_still_delete_committed_mail() -> TestResult {
     cut_cycles_still_delete_committed_mail(Protocol::Pop3).await
 }
 
-/// The same reset over TCP with one-shot syncs: the fault is switched on for
-/// one sync and off for the next.
+/// Runs the mid-FETCH reset over TCP with one-shot syncs: the fault is
+/// switched on for one sync and off for the next.
 async fn reset_mid_fetch_over_tcp_loses_nothing(protocol: Protocol) -> TestResult {
     let sim = start_sim(&["alice"]).await?;
     let service = sim.service();
