@@ -227,6 +227,7 @@ pub async fn raw_imap(target: &Target) -> usize {
         total += read_tagged(&mut stream, &mut chunk, tag.as_bytes()).await;
     }
     stream.write_all(b"d LOGOUT\r\n").await.expect("write");
+    read_tagged(&mut stream, &mut chunk, b"d ").await;
     total
 }
 
@@ -296,6 +297,9 @@ pub async fn raw_pop3(target: &Target) -> usize {
             total += reader.response(b"\r\n.\r\n").await;
         }
     }
+    // Wait for QUIT's answer: the server releases the maildrop lock only
+    // then, and the next iteration logs in again.
     reader.stream.write_all(b"QUIT\r\n").await.expect("write");
+    reader.response(b"\r\n").await;
     total
 }
