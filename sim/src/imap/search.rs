@@ -90,7 +90,8 @@ where
                 .map(|key| compile(key, selection))
                 .collect(),
         );
-        let candidates = snapshot(selection, login.account());
+        let scope = query.scope(selection.len());
+        let candidates = snapshot(selection, login.account(), scope);
 
         let mut found = Vec::new();
         for candidate in &candidates {
@@ -108,13 +109,20 @@ where
     }
 }
 
-/// Flags and bytes of every message in the view that the store still has.
-fn snapshot(selection: &Selection, account: &crate::store::Account) -> Vec<Candidate> {
+/// Flags and bytes of the messages in `scope` (view indices) that the store
+/// still has.
+fn snapshot(
+    selection: &Selection,
+    account: &crate::store::Account,
+    scope: Vec<Range<usize>>,
+) -> Vec<Candidate> {
     let mailboxes = account.mailboxes();
     let Some(folder) = mailboxes.folder(&selection.name) else {
         return Vec::new();
     };
-    (0..selection.len())
+    scope
+        .into_iter()
+        .flatten()
         .filter_map(|index| {
             let uid = selection.uid(index)?;
             let entry = folder.get(uid)?;
@@ -128,6 +136,44 @@ fn snapshot(selection: &Selection, account: &crate::store::Account) -> Vec<Candi
             })
         })
         .collect()
+}
+
+impl Query {
+    /// The view indices that can match, as sorted, disjoint ranges: a
+    /// sequence or UID set at the top level narrows the search, so that
+    /// `UID SEARCH UID 1000:*` does not visit the messages below 1000.
+    fn scope(&self, len: usize) -> Vec<Range<usize>> {
+        match self {
+            Self::Members(ranges) => ranges.clone(),
+            Self::And(queries) => {
+                let mut scope = vec![0..len];
+                for query in queries {
+                    scope = intersect(&scope, &query.scope(len));
+                }
+                scope
+            }
+            _ => vec![0..len],
+        }
+    }
+}
+
+/// The intersection of two lists of sorted, disjoint ranges.
+fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut result = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let start = a[i].start.max(b[j].start);
+        let end = a[i].end.min(b[j].end);
+        if start < end {
+            result.push(start..end);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    result
 }
 
 fn members(selection: &Selection, set: &SequenceSet, uid: bool) -> Query {
@@ -316,6 +362,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_intersect() {
+        assert_eq!(intersect(&[0..10], &[3..5, 8..12]), vec![3..5, 8..10]);
+        assert_eq!(intersect(&[0..2, 4..6], &[1..5]), vec![1..2, 4..5]);
+        assert!(intersect(&[0..2], &[2..4]).is_empty());
+    }
 
     #[test]
     fn contains_ignores_ascii_case() {
