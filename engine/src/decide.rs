@@ -201,8 +201,12 @@ fn correlate(records: &Records, draft: &EmailDraft) -> Option<ActivityId> {
 
 /// Derives a Message-ID for a message that has none from a hash of its
 /// bytes, so the same message fetched twice gets the same id and is
-/// deduplicated.
+/// deduplicated. The trace fields that servers prepend on delivery
+/// (`Received`, `Return-Path`, `Delivered-To`, `X-Original-To`) differ per
+/// recipient, so they are left out: the same message delivered to a user
+/// and to a queue gets one id.
 pub fn synthetic_message_id(raw: &[u8]) -> Arc<str> {
+    let raw = without_trace_fields(raw);
     // FNV-1a, 64 bit: stable across builds and platforms, unlike std's
     // default hasher, so stores keep the same ids between runs.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -213,10 +217,59 @@ pub fn synthetic_message_id(raw: &[u8]) -> Arc<str> {
     Arc::from(format!("{hash:016x}.{}@no-message-id.invalid", raw.len()))
 }
 
+/// `raw` after the trace fields at its start, with their folded lines.
+fn without_trace_fields(mut raw: &[u8]) -> &[u8] {
+    const TRACE: [&[u8]; 4] = [
+        b"received:",
+        b"return-path:",
+        b"delivered-to:",
+        b"x-original-to:",
+    ];
+    loop {
+        let is_trace = TRACE.iter().any(|name| {
+            raw.get(..name.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(name))
+        });
+        if !is_trace {
+            return raw;
+        }
+        // Skip the field's first line and every folded line after it.
+        loop {
+            let Some(end) = raw.iter().position(|&byte| byte == b'\n') else {
+                return &[];
+            };
+            raw = &raw[end + 1..];
+            if !matches!(raw.first(), Some(b' ' | b'\t')) {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Owner;
+
+    #[test]
+    fn synthetic_id_ignores_trace_fields() {
+        let body = b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n";
+        let mut for_user =
+            b"Received: from relay\r\n\tfor <user@example.com>; Mon, 1 Jan 2024\r\n".to_vec();
+        for_user.extend_from_slice(body);
+        let mut for_queue =
+            b"Return-Path: <a@example.org>\r\nReceived: by mx for <queue@example.com>\r\n".to_vec();
+        for_queue.extend_from_slice(body);
+        assert_eq!(
+            synthetic_message_id(&for_user),
+            synthetic_message_id(&for_queue)
+        );
+        assert_eq!(synthetic_message_id(&for_user), synthetic_message_id(body));
+        assert_ne!(
+            synthetic_message_id(body),
+            synthetic_message_id(b"Subject: y\r\n\r\n")
+        );
+    }
     use crate::records::{BatchItem, MemoryStore, SyncUpdate};
 
     const PREFIX: &str = "CRM:";
