@@ -147,6 +147,7 @@ fn run(args: &RunArgs) -> ExitCode {
         strategies,
         seed: args.seed,
         progress: true,
+        trace: false,
     };
     let (report, timing) = match runner::run(&scenario, &options) {
         Ok(result) => result,

@@ -8,6 +8,7 @@ use engine::records::Snapshot;
 use super::observe::{NO_TIME, Recorder};
 use super::traffic::Plan;
 use super::world::{self, Outcome};
+use super::{DeliveryTrace, WorldTrace};
 use crate::report::{Latency, NodeUse, StrategyReport};
 use crate::scenario::{FaultTarget, Scenario, Strategy};
 
@@ -201,4 +202,38 @@ fn node_use(scenario: &Scenario, recorder: &Recorder, end: Duration) -> Vec<Node
             }
         })
         .collect()
+}
+
+/// Every record and delivery of one world, for comparing runs.
+pub fn trace(scenario: &Scenario, plan: &Plan, strategy: Strategy, outcome: &Outcome) -> WorldTrace {
+    let recorder = &outcome.recorder;
+    let records = record_times(scenario, recorder, &outcome.snapshot, outcome.start);
+    let mut deliveries = Vec::new();
+    for (id, message) in plan.messages.iter().enumerate() {
+        for (slot, mailbox) in message.recipients().enumerate() {
+            let arrived_ms = recorder.arrivals[id][slot];
+            if arrived_ms == NO_TIME {
+                continue;
+            }
+            deliveries.push(DeliveryTrace {
+                mailbox: scenario.mailboxes[mailbox].address.clone(),
+                message: id as u32,
+                arrived_ms,
+                recorded_ms: records.get(&(id as u32, mailbox as u32)).copied(),
+            });
+        }
+    }
+    deliveries.sort();
+    let mut all = std::collections::BTreeMap::new();
+    for party in &outcome.snapshot.parties {
+        if let Some(activity) = outcome.snapshot.activities.get(party.activity as usize) {
+            *all.entry((activity.message_id.to_string(), party.owner.name().to_owned()))
+                .or_insert(0) += 1;
+        }
+    }
+    WorldTrace {
+        strategy,
+        records: all,
+        deliveries,
+    }
 }

@@ -29,6 +29,43 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Print a progress line on stderr when a world takes longer than a few seconds.
     pub progress: bool,
+    /// Keep every record and delivery of each world in [`Run::traces`], for
+    /// tests that compare runs; costs memory in proportion to the traffic.
+    pub trace: bool,
+}
+
+/// One delivery's fate in one world.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeliveryTrace {
+    /// The receiving mailbox's address.
+    pub mailbox: String,
+    /// The message's index in the traffic plan.
+    pub message: u32,
+    /// Arrival in the mailbox, in milliseconds from the start.
+    pub arrived_ms: u32,
+    /// Creation of its record, in milliseconds from the start, if any.
+    pub recorded_ms: Option<u32>,
+}
+
+/// What one strategy's world recorded, in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorldTrace {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Every record as (Message-ID, party), with how many records each has.
+    pub records: std::collections::BTreeMap<(String, String), usize>,
+    /// Every delivery to a user or queue mailbox, sorted by mailbox and message.
+    pub deliveries: Vec<DeliveryTrace>,
+}
+
+/// The result of [`run`].
+pub struct Run {
+    /// The report.
+    pub report: Report,
+    /// Wall-clock figures of the run.
+    pub timing: RunTiming,
+    /// One trace per strategy when [`RunOptions::trace`] is set.
+    pub traces: Vec<WorldTrace>,
 }
 
 /// Why a run failed.
@@ -44,6 +81,12 @@ pub enum RunError {
 
 /// Runs `scenario` under each strategy and returns the report and the run's timing.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<(Report, RunTiming), RunError> {
+    let run = run_traced(scenario, options)?;
+    Ok((run.report, run.timing))
+}
+
+/// Runs `scenario` like [`run`], with traces when the options ask for them.
+pub fn run_traced(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
     let mut scenario = scenario.clone();
     if let Some(seed) = options.seed {
         scenario.seed = seed;
@@ -56,6 +99,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<(Report, RunTimi
     let plan = Arc::new(Plan::new(&scenario)?);
 
     let mut reports = Vec::new();
+    let mut traces = Vec::new();
     let mut timing = RunTiming::default();
     for &strategy in &scenario.strategies {
         let progress = Arc::new(world::Progress::default());
@@ -78,6 +122,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<(Report, RunTimi
         }
         let outcome = outcome?;
 
+        if options.trace {
+            traces.push(metrics::trace(&scenario, &plan, strategy, &outcome));
+        }
         let report = metrics::strategy_report(&scenario, &plan, strategy, &outcome);
         timing.wall.push((strategy.name().to_owned(), wall));
         timing.messages.push((
@@ -87,7 +134,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<(Report, RunTimi
         reports.push(report);
     }
     timing.peak_memory = peak_memory();
-    Ok((Report::new(&scenario, reports), timing))
+    Ok(Run {
+        report: Report::new(&scenario, reports),
+        timing,
+        traces,
+    })
 }
 
 /// Prints "simulated X of Y" on stderr every few seconds once a world has
