@@ -17,7 +17,7 @@ use engine::{
     Config, Credentials, MailboxConfig, MailboxId, MemoryStore, Owner, Protocol, ServerProfile,
     TcpConnector, TrackingFilter, sync_once,
 };
-use support::{MESSAGES, PASSWORD, Target};
+use support::{MESSAGES, Target};
 
 fn config(target: &Target, protocol: Protocol) -> Config {
     let (host, port) = match protocol {
@@ -26,7 +26,7 @@ fn config(target: &Target, protocol: Protocol) -> Config {
     };
     let profile = ServerProfile::new("server", host.clone(), *port, protocol);
     let mailbox = MailboxConfig::direct("inbox", Owner::user("bench"), &target.user, "server")
-        .with_credentials(Credentials::new(&target.user, PASSWORD))
+        .with_credentials(Credentials::new(&target.user, target.password.as_str()))
         .with_filter(TrackingFilter::All);
     let mut config = Config {
         profiles: vec![profile],

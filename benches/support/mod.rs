@@ -30,6 +30,8 @@ pub struct Target {
     pub pop3: (String, u16),
     /// The account's login.
     pub user: String,
+    /// The account's password.
+    pub password: String,
 }
 
 /// A plain-text message of about 3.6 KB, the size the scenario runner's
@@ -75,6 +77,7 @@ pub fn sim_target() -> (Target, SimGuard) {
         imap: address(server.imap_addr()),
         pop3: address(server.pop3_addr()),
         user,
+        password: PASSWORD.to_owned(),
     };
     (
         target,
@@ -131,7 +134,12 @@ pub fn dovecot_target(runtime: &tokio::runtime::Runtime) -> Option<Target> {
         .expect("append account");
     // Dovecot rereads its passwd-file at most once a second.
     std::thread::sleep(Duration::from_millis(1100));
-    let target = Target { imap, pop3, user };
+    let target = Target {
+        imap,
+        pop3,
+        user,
+        password: PASSWORD.to_owned(),
+    };
     runtime.block_on(fill(&target));
     Some(target)
 }
@@ -146,7 +154,7 @@ async fn fill(target: &Target) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     lines.next_line().await.expect("greeting");
-    let login = format!("L LOGIN \"{}\" \"{PASSWORD}\"\r\n", target.user);
+    let login = format!("L LOGIN \"{}\" \"{}\"\r\n", target.user, target.password);
     write
         .write_all(login.as_bytes())
         .await
@@ -216,7 +224,10 @@ pub async fn raw_imap(target: &Target) -> usize {
     read_tagged(&mut stream, &mut chunk, b"* OK").await;
     let mut total = 0;
     for (tag, command) in [
-        ("a ", format!("LOGIN \"{}\" \"{PASSWORD}\"", target.user)),
+        (
+            "a ",
+            format!("LOGIN \"{}\" \"{}\"", target.user, target.password),
+        ),
         ("b ", "SELECT INBOX".to_owned()),
         ("c ", "UID FETCH 1:* (BODY.PEEK[])".to_owned()),
     ] {
@@ -302,4 +313,22 @@ pub async fn raw_pop3(target: &Target) -> usize {
     reader.stream.write_all(b"QUIT\r\n").await.expect("write");
     reader.response(b"\r\n").await;
     total
+}
+
+/// hoodiecrow-imap, started by `scripts/hoodiecrow-server.js`, when
+/// `MAILSIM_BENCH_HOODIECROW` names its address; `None` with a note otherwise.
+pub fn hoodiecrow_target() -> Option<Target> {
+    let Some(imap) = env_address("MAILSIM_BENCH_HOODIECROW") else {
+        eprintln!(
+            "skipping hoodiecrow-imap: start scripts/hoodiecrow-server.js and set \
+             MAILSIM_BENCH_HOODIECROW=127.0.0.1:PORT"
+        );
+        return None;
+    };
+    Some(Target {
+        pop3: imap.clone(),
+        imap,
+        user: "testuser".to_owned(),
+        password: "testpass".to_owned(),
+    })
 }

@@ -18,7 +18,7 @@
 //! - `imap` and `pop3` (private): protocol clients. IMAP responses are
 //!   decoded by `imap-codec`; POP3 has a small sans-I/O response parser.
 //! - `cycle` (private): one sync cycle of one mailbox, per protocol.
-//! - `process` (private): parses each message once with `mail-parser`,
+//! - [`process`]: parses each message once with `mail-parser`,
 //!   unwraps forwarded copies, extracts correlation keys.
 //! - [`decide`]: duplicate, correlation and filter decisions, made inside
 //!   the store's commit.
@@ -72,7 +72,7 @@ pub mod events;
 mod imap;
 pub mod oneshot;
 mod pop3;
-mod process;
+pub mod process;
 pub mod records;
 pub mod secret;
 pub mod validate;

@@ -88,18 +88,55 @@ impl Directory {
 
 /// The result of processing one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Processed {
+pub enum Processed {
     /// Ready for the decision inside the commit.
     Draft(Box<EmailDraft>),
     /// Decided here; `error` is set for email-level errors to report.
     Skip {
+        /// Why no draft was made.
         reason: Reason,
+        /// The Message-ID, if it was read.
         message_id: Option<Arc<str>>,
+        /// The user or queue it was attributed to, if known.
         owner: Option<Owner>,
+        /// The email-level error to report, if any.
         error: Option<(ErrorKind, String)>,
     },
     /// Processing failed; the message is retried on a later cycle.
     Failed(String),
+}
+
+/// The processing a sync cycle applies to each fetched message, usable on
+/// its own: for benchmarks, and for tools that check how the engine would
+/// read a message.
+pub struct Processor {
+    directory: Directory,
+    parser: MessageParser,
+    forward: HashSet<MailboxId>,
+}
+
+impl Processor {
+    /// A processor for the mailboxes and contacts of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            directory: Directory::new(config),
+            parser: MessageParser::new(),
+            forward: config
+                .mailboxes
+                .iter()
+                .filter(|mailbox| mailbox.is_forward)
+                .map(|mailbox| mailbox.id.clone())
+                .collect(),
+        }
+    }
+
+    /// Processes `raw` as if `mailbox` had fetched it: parses it, unwraps a
+    /// forwarded copy when `mailbox` is a forward mailbox, and extracts the
+    /// keys the decision needs.
+    pub fn process(&self, mailbox: &MailboxId, raw: &[u8]) -> Processed {
+        let forward = self.forward.contains(mailbox);
+        process(&self.directory, &self.parser, mailbox, forward, raw, None)
+    }
 }
 
 /// Mentions of `message/` or `digest` above which a forwarded copy is not

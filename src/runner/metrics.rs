@@ -205,7 +205,12 @@ fn node_use(scenario: &Scenario, recorder: &Recorder, end: Duration) -> Vec<Node
 }
 
 /// Every record and delivery of one world, for comparing runs.
-pub fn trace(scenario: &Scenario, plan: &Plan, strategy: Strategy, outcome: &Outcome) -> WorldTrace {
+pub fn trace(
+    scenario: &Scenario,
+    plan: &Plan,
+    strategy: Strategy,
+    outcome: &Outcome,
+) -> WorldTrace {
     let recorder = &outcome.recorder;
     let records = record_times(scenario, recorder, &outcome.snapshot, outcome.start);
     let mut deliveries = Vec::new();
@@ -227,8 +232,11 @@ pub fn trace(scenario: &Scenario, plan: &Plan, strategy: Strategy, outcome: &Out
     let mut all = std::collections::BTreeMap::new();
     for party in &outcome.snapshot.parties {
         if let Some(activity) = outcome.snapshot.activities.get(party.activity as usize) {
-            *all.entry((activity.message_id.to_string(), party.owner.name().to_owned()))
-                .or_insert(0) += 1;
+            *all.entry((
+                activity.message_id.to_string(),
+                party.owner.name().to_owned(),
+            ))
+            .or_insert(0) += 1;
         }
     }
     WorldTrace {

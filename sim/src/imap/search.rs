@@ -146,13 +146,13 @@ impl Query {
         match self {
             Self::Members(ranges) => ranges.clone(),
             Self::And(queries) => {
-                let mut scope = vec![0..len];
+                let mut scope = std::iter::once(0..len).collect::<Vec<_>>();
                 for query in queries {
                     scope = intersect(&scope, &query.scope(len));
                 }
                 scope
             }
-            _ => vec![0..len],
+            _ => std::iter::once(0..len).collect(),
         }
     }
 }
