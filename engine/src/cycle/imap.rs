@@ -91,7 +91,12 @@ where
 
     // With delete after processing, one listing from UID 1 also finds
     // messages committed by an earlier cycle that died before deleting them.
-    let listed = if selected.exists == 0 {
+    // Every UID is below UIDNEXT, so a UIDNEXT just past the watermark means
+    // nothing new, and the listing round trip can be skipped.
+    let nothing_new = selected
+        .uid_next
+        .is_some_and(|next| next <= cursor.last_uid.saturating_add(1));
+    let listed = if selected.exists == 0 || (nothing_new && !mailbox.delete_after_processing) {
         Vec::new()
     } else if mailbox.delete_after_processing {
         session.list_after(0, settings.max_message_size).await?

@@ -27,6 +27,8 @@ use crate::secret::Secret;
 pub(crate) struct Selected {
     pub(crate) uid_validity: u32,
     pub(crate) exists: u32,
+    /// The UID the next message will get, if the server said.
+    pub(crate) uid_next: Option<u32>,
 }
 
 /// A message's UID and size, from the listing fetch.
@@ -126,6 +128,7 @@ where
     pub(crate) async fn select_inbox(&mut self) -> Result<Selected, SessionError> {
         let mut exists = 0;
         let mut uid_validity = None;
+        let mut uid_next = None;
         let untagged = self
             .execute(
                 CommandBody::select(Mailbox::Inbox).map_err(protocol)?,
@@ -138,8 +141,10 @@ where
             )
             .await?;
         for body in &untagged {
-            if let Some(Code::UidValidity(value)) = &body.code {
-                uid_validity = Some(value.get());
+            match &body.code {
+                Some(Code::UidValidity(value)) => uid_validity = Some(value.get()),
+                Some(Code::UidNext(value)) => uid_next = Some(value.get()),
+                _ => {}
             }
         }
         let uid_validity = uid_validity
@@ -147,6 +152,7 @@ where
         Ok(Selected {
             uid_validity,
             exists,
+            uid_next,
         })
     }
 
