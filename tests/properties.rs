@@ -28,14 +28,20 @@ use proptest::test_runner::TestCaseError;
 use scenario::{FaultSpec, FaultTargetSpec, Faults, Shape, Spec, Target};
 
 /// Proptest settings for properties whose cases run whole scenarios:
-/// `cases` cases, and shrinking bounded so a failure still ends in
-/// minutes.
+/// `cases` cases unless `PROPTEST_CASES` is set, and shrinking bounded so
+/// a failure still ends in minutes.
 fn config(cases: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
+        default.cases
+    } else {
+        cases
+    };
     ProptestConfig {
         cases,
-        max_shrink_iters: 200,
+        max_shrink_iters: 2048,
         max_shrink_time: 240_000,
-        ..ProptestConfig::default()
+        ..default
     }
 }
 
@@ -44,14 +50,17 @@ fn fail(problem: String, text: &str) -> TestCaseError {
 }
 
 proptest! {
-    #![proptest_config(config(12))]
+    #![proptest_config(config(300))]
 
     /// With transient faults that end before the drain and retries that
     /// outlast them, every delivery yields exactly one record per party,
     /// under both strategies, over IMAP and POP3.
     #[test]
     fn transient_faults_lose_and_duplicate_nothing(
-        spec in scenario::spec(Shape::with_faults(Faults::Transient)),
+        spec in scenario::spec(Shape {
+            with_mixed: true,
+            ..Shape::with_faults(Faults::Transient)
+        }),
     ) {
         let text = spec.render();
         let run = checks::run(&text).map_err(|problem| fail(problem, &text))?;
@@ -60,7 +69,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(10))]
+    #![proptest_config(config(200))]
 
     /// Without permanent faults, forward, individual and mixed create
     /// records for the same (Message-ID, party) pairs.
@@ -118,7 +127,7 @@ fn faulty_address(spec: &Spec, fault: &FaultSpec) -> String {
 }
 
 proptest! {
-    #![proptest_config(config(10))]
+    #![proptest_config(config(150))]
 
     /// With individual mailboxes and a worker slot for each, a fault on one
     /// mailbox leaves every other mailbox's arrival and record times
@@ -151,7 +160,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(10))]
+    #![proptest_config(config(200))]
 
     /// Connections cut after any number of bytes, in windows that end
     /// before the drain, lose and duplicate nothing once the engine retries.
@@ -166,7 +175,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(200))]
 
     /// A connection cut after any number of reads and writes, and
     /// `sync_once` retried until it succeeds, leaves one record per message
@@ -197,7 +206,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(8))]
+    #![proptest_config(config(100))]
 
     /// The same scenario and seed give the same text and JSON report twice,
     /// whatever its faults and settings.

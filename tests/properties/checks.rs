@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mailsim::report::{Report, StrategyReport};
 use mailsim::runner::{DeliveryTrace, Run, RunOptions, WorldTrace, run_traced};
 
 use super::scenario::parse;
@@ -18,19 +17,51 @@ pub fn run(text: &str) -> Result<Run, String> {
     run_traced(&scenario, &options).map_err(|error| format!("the run failed: {error}"))
 }
 
-/// Returns the report of `strategy` in `report`.
-pub fn strategy_report<'a>(report: &'a Report, strategy: &str) -> Option<&'a StrategyReport> {
-    report
-        .strategies
-        .iter()
-        .find(|candidate| candidate.strategy == strategy)
-}
-
 /// Checks that every delivery of every strategy yields exactly one record
 /// for its mailbox: no report counts a lost or duplicated message, every
-/// delivery has a record, and every (Message-ID, party) has one record.
+/// delivery has a record created no earlier than its arrival, every
+/// (Message-ID, party) has one record, and the report's delivered and
+/// records counts match the trace.
 pub fn no_loss_no_duplicate(run: &Run) -> Result<(), String> {
     let mut problems = Vec::new();
+    for (report, trace) in run.report.strategies.iter().zip(&run.traces) {
+        let recorded = trace
+            .deliveries
+            .iter()
+            .filter(|delivery| delivery.recorded_ms.is_some())
+            .count() as u64;
+        if report.delivered != trace.deliveries.len() as u64 {
+            problems.push(format!(
+                "{}: the report counts {} delivered, the trace has {} deliveries",
+                report.strategy,
+                report.delivered,
+                trace.deliveries.len()
+            ));
+        }
+        if report.records != recorded {
+            problems.push(format!(
+                "{}: the report counts {} records, the trace has {} recorded deliveries",
+                report.strategy, report.records, recorded
+            ));
+        }
+        let early: Vec<&DeliveryTrace> = trace
+            .deliveries
+            .iter()
+            .filter(|delivery| {
+                delivery
+                    .recorded_ms
+                    .is_some_and(|recorded| recorded < delivery.arrived_ms)
+            })
+            .collect();
+        if !early.is_empty() {
+            problems.push(format!(
+                "{}: {} records created before their message arrived, first {:?}",
+                report.strategy,
+                early.len(),
+                &early[..early.len().min(5)]
+            ));
+        }
+    }
     for report in &run.report.strategies {
         if report.lost != 0 {
             problems.push(format!("{}: {} lost", report.strategy, report.lost));
