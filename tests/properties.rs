@@ -219,7 +219,7 @@ proptest! {
         }),
     ) {
         let text = spec.render();
-        let parsed = scenario::parse(&text).map_err(TestCaseError::fail)?;
+        let parsed = checks::parse(&text).map_err(TestCaseError::fail)?;
         let options = RunOptions::default();
         let (first, _) = run(&parsed, &options)
             .map_err(|error| fail(format!("the first run failed: {error}"), &text))?;

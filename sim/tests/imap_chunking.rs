@@ -140,6 +140,39 @@ fn conversation() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// Returns the tags of the tagged responses in `output`, in order.
+fn tagged_responses(output: &[u8]) -> Vec<String> {
+    output
+        .split(|&byte| byte == b'\n')
+        .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
+            let (tag, _) = line.split_once(' ')?;
+            let number = tag.strip_prefix('t')?;
+            number
+                .parse::<u32>()
+                .is_ok()
+                .then(|| tag.to_owned())
+        })
+        .collect()
+}
+
+/// Returns the tags a server must answer: every command up to and
+/// including the first LOGOUT, after which the session ends.
+fn expected_tags(input: &[u8]) -> Vec<String> {
+    let mut tags = Vec::new();
+    for line in input.split(|&byte| byte == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        let Some((tag, command)) = line.trim_end().split_once(' ') else {
+            continue;
+        };
+        tags.push(tag.to_owned());
+        if command == "LOGOUT" {
+            break;
+        }
+    }
+    tags
+}
+
 /// Plays `input` on a fresh organisation in chunks of the sizes in `sizes`
 /// (repeated), then hangs up, and returns everything the server sent.
 /// Fails if the session panics or does not end.
@@ -230,6 +263,13 @@ proptest! {
         })?;
         let whole = whole.map_err(TestCaseError::fail)?;
         let split = split.map_err(TestCaseError::fail)?;
+        prop_assert_eq!(
+            tagged_responses(&whole),
+            expected_tags(&input),
+            "not every command got one tagged response, in order\ninput:\n{}\noutput:\n{}",
+            lines("C", &input),
+            lines("S", &whole)
+        );
         prop_assert!(
             whole == split,
             "output differs when split in chunks of {:?}\ninput:\n{}\nwhole:\n{}\nsplit:\n{}",

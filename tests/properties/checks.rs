@@ -2,10 +2,18 @@
 //! regression tests assert about a run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use mailsim::runner::{DeliveryTrace, Run, RunOptions, WorldTrace, run_traced};
+use mailsim::scenario::Scenario;
 
-use super::scenario::parse;
+/// Parses scenario text. Generated and inline scenarios are meant to be
+/// valid, so a problem here is a bug in the generator, the test or the
+/// parser.
+pub fn parse(text: &str) -> Result<Scenario, String> {
+    Scenario::parse("generated.toml", text, Path::new("."))
+        .map_err(|error| format!("the scenario is invalid: {error}\nscenario:\n{text}"))
+}
 
 /// Parses and runs `text` with every record and delivery traced.
 pub fn run(text: &str) -> Result<Run, String> {

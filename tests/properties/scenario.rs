@@ -8,9 +8,6 @@
 //! fractions of the traffic duration and rendered in whole minutes.
 
 use std::fmt::Write as _;
-use std::path::Path;
-
-use mailsim::scenario::Scenario;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -459,13 +456,6 @@ impl Spec {
 fn group_name(index: usize) -> String {
     const NAMES: [&str; 3] = ["sales", "service", "support"];
     NAMES[index % NAMES.len()].to_owned()
-}
-
-/// Parses a generated scenario file. Generated text is always valid, so a
-/// problem here is a bug in the generator or in the parser.
-pub fn parse(text: &str) -> Result<Scenario, String> {
-    Scenario::parse("generated.toml", text, Path::new("."))
-        .map_err(|error| format!("the generated scenario is invalid: {error}\nscenario:\n{text}"))
 }
 
 fn target() -> impl Strategy<Value = Target> {

@@ -51,7 +51,7 @@ pub(crate) enum Incoming {
 }
 
 /// Framing progress in the input buffer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Framing {
     /// Offset where the current line starts.
     line_start: usize,
@@ -59,13 +59,32 @@ struct Framing {
     searched: usize,
     /// Literal bytes still to skip before the next line.
     literal: usize,
+    /// The literals of the current response, in order.
+    literals: Vec<LiteralSpan>,
 }
+
+/// Where one literal of a framed response lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LiteralSpan {
+    /// Offset of the `{` that announces it.
+    announcement: usize,
+    /// Offset of its first data byte.
+    data: usize,
+    /// Its length.
+    length: usize,
+}
+
+/// Literals at least this long are handed out without imap-codec seeing
+/// their bytes (see [`Connection::response`]).
+const BYPASS_LITERAL: usize = 256;
 
 /// A stream with framed, decoded IMAP input.
 pub(crate) struct Connection<S> {
     stream: S,
     input: BytesMut,
     framing: Framing,
+    /// The literals of the last complete frame.
+    frame_literals: Vec<LiteralSpan>,
     timeout: Duration,
     max_response_size: usize,
 }
@@ -81,6 +100,7 @@ where
             stream,
             input: BytesMut::with_capacity(READ_CHUNK),
             framing: Framing::default(),
+            frame_literals: Vec::new(),
             timeout,
             max_response_size,
         }
@@ -98,17 +118,40 @@ where
 
     /// Reads the next response. A FETCH response with a message body comes
     /// back as [`Incoming::Message`], its body a slice of the input buffer.
+    ///
+    /// A response with one long literal (a FETCH of one message body) is
+    /// decoded with the literal emptied, and the body is taken from the
+    /// frame by the length the server announced. imap-codec would otherwise
+    /// check every byte of every message for NUL, a fifth of the engine's
+    /// time per message; the engine reads bodies with `mail-parser`, which
+    /// accepts any byte.
     pub(crate) async fn response(&mut self) -> Result<Incoming, SessionError> {
         let length = self.next_frame().await?;
         let located = {
             let frame = self.input.get(..length).unwrap_or_default();
-            let response = match ResponseCodec::default().decode(frame) {
+            let bypassed = match self.frame_literals.as_slice() {
+                [literal] if literal.length >= BYPASS_LITERAL => Some(*literal),
+                _ => None,
+            };
+            let skeleton;
+            let decoded = match bypassed {
+                Some(literal) => {
+                    skeleton = without_literal(frame, literal);
+                    &skeleton[..]
+                }
+                None => frame,
+            };
+            let response = match ResponseCodec::default().decode(decoded) {
                 Ok((_, response)) => response,
                 Err(_) => return Err(unusable("response", frame)),
             };
-            match locate_message(&response, frame) {
-                Some(located) => Ok(located),
-                None => Err(response.into_static()),
+            match (locate_message(&response, decoded), bypassed) {
+                (Some(located), Some(literal)) => Ok(Located {
+                    body: literal.data..literal.data + literal.length,
+                    ..located
+                }),
+                (Some(located), None) => Ok(located),
+                (None, _) => Err(response.into_static()),
             }
         };
         let frame = self.input.split_to(length).freeze();
@@ -188,6 +231,7 @@ where
     async fn next_frame(&mut self) -> Result<usize, SessionError> {
         loop {
             if let Some(length) = frame(&self.input, &mut self.framing, self.max_response_size)? {
+                self.frame_literals = std::mem::take(&mut self.framing.literals);
                 return Ok(length);
             }
             self.fill().await?;
@@ -230,16 +274,25 @@ fn frame(input: &[u8], framing: &mut Framing, max: usize) -> Result<Option<usize
         let line_end = framing.searched + offset + 1;
         let line = input.get(framing.line_start..line_end).unwrap_or_default();
         match literal_announcement(line) {
-            Some(length) => {
+            Some((length, brace)) => {
                 if line_end.saturating_add(length) > max {
                     return Err(too_long(max));
                 }
+                framing.literals.push(LiteralSpan {
+                    announcement: framing.line_start + brace,
+                    data: line_end,
+                    length,
+                });
                 framing.line_start = line_end;
                 framing.searched = line_end;
                 framing.literal = length;
             }
             None => {
-                *framing = Framing::default();
+                let literals = std::mem::take(&mut framing.literals);
+                *framing = Framing {
+                    literals,
+                    ..Framing::default()
+                };
                 return Ok(Some(line_end));
             }
         }
@@ -247,8 +300,8 @@ fn frame(input: &[u8], framing: &mut Framing, max: usize) -> Result<Option<usize
 }
 
 /// Returns the length a line ending in `{n}` or `{n+}` (before CRLF)
-/// announces.
-fn literal_announcement(line: &[u8]) -> Option<usize> {
+/// announces, and the offset of its `{` in the line.
+fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
     let line = line.strip_suffix(b"\n")?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
@@ -258,7 +311,19 @@ fn literal_announcement(line: &[u8]) -> Option<usize> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let length = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((length, open))
+}
+
+/// `frame` with `literal` announced as `{0}` and its data left out.
+fn without_literal(frame: &[u8], literal: LiteralSpan) -> Vec<u8> {
+    let head = frame.get(..literal.announcement).unwrap_or_default();
+    let tail = frame.get(literal.data + literal.length..).unwrap_or_default();
+    let mut skeleton = Vec::with_capacity(head.len() + 5 + tail.len());
+    skeleton.extend_from_slice(head);
+    skeleton.extend_from_slice(b"{0}\r\n");
+    skeleton.extend_from_slice(tail);
+    skeleton
 }
 
 /// A FETCH response's UID, INTERNALDATE and where its body lies in the frame.
@@ -355,8 +420,8 @@ mod tests {
 
     #[test]
     fn literal_announcement_variants() {
-        assert_eq!(literal_announcement(b"BODY[] {42}\r\n"), Some(42));
-        assert_eq!(literal_announcement(b"APPEND {7+}\r\n"), Some(7));
+        assert_eq!(literal_announcement(b"BODY[] {42}\r\n"), Some((42, 7)));
+        assert_eq!(literal_announcement(b"APPEND {7+}\r\n"), Some((7, 7)));
         assert_eq!(literal_announcement(b"* OK {x}\r\n"), None);
         assert_eq!(literal_announcement(b"* OK done\r\n"), None);
     }
@@ -385,6 +450,27 @@ mod tests {
             next,
             Incoming::Other(Response::Data(Data::Exists(4)))
         ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn long_body_is_taken_by_its_announced_length() -> Result<(), SessionError> {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut connection = Connection::new(client, Duration::from_secs(5), 1 << 20);
+        // A body long enough to bypass the decoder, with a NUL byte that
+        // imap-codec would refuse in a literal.
+        let mut body = b"Subject: long\r\n\r\n".to_vec();
+        body.extend(std::iter::repeat_n(b'x', BYPASS_LITERAL));
+        body.extend_from_slice(b"\0\r\n");
+        let mut response = format!("* 1 FETCH (UID 7 BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        response.extend_from_slice(&body);
+        response.extend_from_slice(b")\r\n");
+        server.write_all(&response).await?;
+        let Incoming::Message(message) = connection.response().await? else {
+            panic!("expected a message");
+        };
+        assert_eq!(message.uid, 7);
+        assert_eq!(&message.raw[..], &body[..]);
         Ok(())
     }
 }
