@@ -87,16 +87,15 @@ async fn smtp_ingest(address: std::net::SocketAddr, to: String) {
     stream.set_nodelay(true).expect("nodelay");
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    let reply =
-        async |lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>| {
-            // Multi-line replies continue with "250-".
-            loop {
-                let line = lines.next_line().await.expect("read").expect("a reply");
-                if line.as_bytes().get(3) != Some(&b'-') {
-                    return line;
-                }
+    let reply = async |lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>| {
+        // Multi-line replies continue with "250-".
+        loop {
+            let line = lines.next_line().await.expect("read").expect("a reply");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
             }
-        };
+        }
+    };
     reply(&mut lines).await;
     write
         .write_all(b"EHLO bench.example\r\n")

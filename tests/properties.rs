@@ -52,14 +52,15 @@ fn fail(problem: String, text: &str) -> TestCaseError {
 proptest! {
     #![proptest_config(config(300))]
 
-    /// With transient faults that end before the drain and retries that
-    /// outlast them, every delivery yields exactly one record per party,
-    /// under both strategies, over IMAP and POP3.
+    /// With transient faults that end before the drain, retries that
+    /// outlast them, and one-shot UIDVALIDITY resets and corrupt messages,
+    /// every delivery yields exactly one record per party under every
+    /// strategy, over IMAP and POP3.
     #[test]
     fn transient_faults_lose_and_duplicate_nothing(
         spec in scenario::spec(Shape {
             with_mixed: true,
-            ..Shape::with_faults(Faults::Transient)
+            ..Shape::with_faults(Faults::NotPermanent)
         }),
     ) {
         let text = spec.render();
@@ -109,7 +110,11 @@ fn single_mailbox_fault() -> impl Strategy<Value = FaultSpec> {
         .prop_map(|(group, member, kind, amount, from, length)| FaultSpec {
             target: FaultTargetSpec::Direct(Target::Mailbox(group, member)),
             kind,
-            amount: if kind == "corrupt-message" { amount % 3 + 1 } else { amount },
+            amount: if kind == "corrupt-message" {
+                amount % 3 + 1
+            } else {
+                amount
+            },
             from,
             length,
             into_drain_minutes: 0,
@@ -177,9 +182,10 @@ proptest! {
 proptest! {
     #![proptest_config(config(200))]
 
-    /// A connection cut after any number of reads and writes, and
-    /// `sync_once` retried until it succeeds, leaves one record per message
-    /// and party, and no processed mail on deleting mailboxes.
+    /// A connection cut after any number of reads and writes, and retried
+    /// by calling `sync_once` until it succeeds or by the scheduled engine,
+    /// leaves one record per message and party, and no processed mail on
+    /// deleting mailboxes.
     #[test]
     fn cut_sync_retried_records_each_message_once(spec in pipes::crash_spec()) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -188,10 +194,11 @@ proptest! {
             .build()
             .map_err(|error| TestCaseError::fail(error.to_string()))?;
         let outcome = runtime
-            .block_on(pipes::sync_with_cuts(&spec))
+            .block_on(pipes::run_with_cuts(&spec))
             .map_err(TestCaseError::fail)?;
-        let last = outcome.attempts.last().map(|report| report.records_created());
-        prop_assert_eq!(last, Some(0), "the sync after the clean one created records");
+        if let Some(created) = outcome.created_after_clean {
+            prop_assert_eq!(created, 0, "the sync after the clean one created records");
+        }
         prop_assert_eq!(
             &outcome.parties,
             &spec.expected_parties(),
@@ -237,5 +244,62 @@ proptest! {
             "JSON reports differ\nscenario:\n{}",
             text
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(config(100))]
+
+    /// A strategy's report is the same whether it runs alone or next to
+    /// the others, and a seed given as a run option acts as the seed key.
+    #[test]
+    fn strategy_report_same_alone_or_together(
+        spec in scenario::spec(Shape {
+            with_mixed: true,
+            lossy_settings: true,
+            ..Shape::with_faults(Faults::Any)
+        }),
+    ) {
+        let text = spec.render();
+        let mut other_seed = spec.clone();
+        other_seed.seed += 1;
+        let other_text = other_seed.render();
+        let parsed = checks::parse(&text).map_err(TestCaseError::fail)?;
+        let other_parsed = checks::parse(&other_text).map_err(TestCaseError::fail)?;
+
+        let (together, _) = run(&parsed, &RunOptions::default())
+            .map_err(|error| fail(format!("the run failed: {error}"), &text))?;
+        let seed_option = RunOptions {
+            seed: Some(spec.seed),
+            ..RunOptions::default()
+        };
+        let (overridden, _) = run(&other_parsed, &seed_option)
+            .map_err(|error| fail(format!("the run with a seed option failed: {error}"), &text))?;
+        prop_assert_eq!(
+            &overridden.strategies,
+            &together.strategies,
+            "the seed option {} on a file with seed {} gives other reports\nscenario:\n{}",
+            spec.seed,
+            other_seed.seed,
+            text
+        );
+
+        for (index, strategy) in parsed.strategies.iter().enumerate() {
+            let alone = RunOptions {
+                strategies: vec![*strategy],
+                ..RunOptions::default()
+            };
+            let (report, _) = run(&parsed, &alone)
+                .map_err(|error| fail(format!("the run of {strategy:?} failed: {error}"), &text))?;
+            prop_assert_eq!(report.strategies.len(), 1);
+            prop_assert_eq!(
+                &report.strategies[0],
+                &together.strategies[index],
+                "{:?} alone differs from {:?} next to the others\nscenario:\n{}",
+                strategy,
+                strategy,
+                text
+            );
+        }
     }
 }

@@ -354,15 +354,21 @@ pub fn render(plan: &Plan, scenario: &Scenario, id: u32, epoch: DateTime<Utc>) -
     let mut body = String::with_capacity(message.size as usize + 128);
     let _ = write!(body, "Hello,\r\n\r\nThis is message {id}.\r\n\r\n");
     let mut column = 0;
+    // Words are separated by a space only within a line: a space before a
+    // line break would make mail-builder pick quoted-printable, which every
+    // reader of the message then has to decode.
     while body.len() < message.size as usize {
-        for word in FILLER.split(' ') {
-            if column + word.len() > 72 {
+        for word in FILLER.split(' ').filter(|word| !word.is_empty()) {
+            if column > 0 && column + word.len() + 1 > 72 {
                 body.push_str("\r\n");
                 column = 0;
             }
+            if column > 0 {
+                body.push(' ');
+                column += 1;
+            }
             body.push_str(word);
-            body.push(' ');
-            column += word.len() + 1;
+            column += word.len();
             if body.len() >= message.size as usize {
                 break;
             }
@@ -455,6 +461,16 @@ bursts = [{ at = "1h", count = 30, over = "5m" }]
         assert_eq!(parse_message_id(id), Some(5));
         assert!(raw.len() >= 3600, "{}", raw.len());
         assert_eq!(raw, render(&plan, &scenario, 5, DateTime::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn rendered_body_needs_no_transfer_encoding() {
+        let scenario = scenario();
+        let plan = Plan::new(&scenario).unwrap();
+        let raw = render(&plan, &scenario, 3, DateTime::UNIX_EPOCH);
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        assert!(!text.contains("quoted-printable"), "{text}");
+        assert!(text.lines().all(|line| line.len() <= 78), "{text}");
     }
 
     #[test]

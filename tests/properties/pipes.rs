@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::{
-    Config, ConnectTarget, Connector, Credentials, EngineSettings, MailboxConfig, MailboxId,
-    MemoryStore, Owner, Protocol, ServerProfile, SyncReport, TrackingFilter, sync_once,
+    Config, ConnectTarget, Connector, Credentials, Engine, EngineSettings, MailboxConfig,
+    MailboxId, MemoryStore, Owner, Protocol, ServerProfile, TrackingFilter, VecSink, sync_once,
 };
 use mail_builder::MessageBuilder;
 use mail_builder::headers::date::Date;
 use proptest::prelude::*;
 use sim::{AccountSpec, ForwardMode, ForwardRule, Service};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::time::Instant;
 
 const PASSWORD: &str = "secret";
 const PROFILE: &str = "sim";
@@ -71,6 +72,9 @@ pub struct CrashSpec {
     /// Cut points as permille of the I/O operations of an uncut sync.
     pub cuts: Vec<u32>,
     pub mode: CutMode,
+    /// Runs the scheduled [`Engine`], which retries on its own, instead of
+    /// calling `sync_once` until it succeeds.
+    pub scheduled: bool,
 }
 
 impl CrashSpec {
@@ -229,9 +233,21 @@ impl CrashSpec {
         expected
     }
 
+    /// Returns the messages left in the INBOX of each mailbox that deletes
+    /// processed mail.
+    pub fn left_on_server(&self, service: &Service) -> Vec<(String, usize)> {
+        self.deleting()
+            .into_iter()
+            .map(|name| {
+                let left = Self::inbox_len(service, &name);
+                (name, left)
+            })
+            .collect()
+    }
+
     /// Names of the mailboxes that delete processed mail: queues polled
     /// directly, and the forward mailbox.
-    pub fn deleting(&self) -> Vec<String> {
+    fn deleting(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .mailboxes
             .iter()
@@ -246,7 +262,7 @@ impl CrashSpec {
     }
 
     /// Returns the number of messages left in the INBOX of `name`.
-    pub fn inbox_len(service: &Service, name: &str) -> usize {
+    fn inbox_len(service: &Service, name: &str) -> usize {
         service
             .store()
             .account(&Self::address(name))
@@ -419,8 +435,9 @@ impl Connector for CutConnector {
 
 /// What a run with cuts left behind.
 pub struct CrashOutcome {
-    /// Every sync attempt's report, in order.
-    pub attempts: Vec<SyncReport>,
+    /// Records created by one more `sync_once` after the first clean one,
+    /// which finds nothing new; `None` for the scheduled engine.
+    pub created_after_clean: Option<usize>,
     /// Connections the connector cut.
     pub cuts_made: usize,
     /// I/O operations of the same sync without cuts, which the cut points
@@ -449,18 +466,72 @@ async fn uncut_operations(spec: &CrashSpec) -> Result<usize, String> {
     Ok(cuts.operations())
 }
 
-/// Runs `sync_once` with connections cut at the spec's points, and again
-/// after each failure, until one attempt syncs every mailbox without an
-/// error; the late messages arrive after the first attempt. A final
-/// attempt then runs with nothing new to fetch.
-pub async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
-    let total = uncut_operations(spec).await?;
+/// Converts the spec's cut points from permille to I/O operations.
+fn cut_points(spec: &CrashSpec, total: usize) -> Vec<usize> {
     let mut points: Vec<usize> = spec
         .cuts
         .iter()
         .map(|&permille| total * permille as usize / 1000)
         .collect();
     points.sort_unstable();
+    points
+}
+
+/// Runs the spec with connections cut at its points, by the scheduled
+/// engine or by repeated `sync_once` calls.
+pub async fn run_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
+    if spec.scheduled {
+        engine_with_cuts(spec).await
+    } else {
+        sync_with_cuts(spec).await
+    }
+}
+
+/// Runs the scheduled engine for two hours with connections cut at the
+/// spec's points; the late messages arrive after ten minutes. The engine
+/// retries a failed cycle after its retry interval (5 minutes by default),
+/// and three cuts stay below its 10 retries, so every mailbox stays enabled.
+async fn engine_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
+    let total = uncut_operations(spec).await?;
+    let points = cut_points(spec, total);
+    let service = spec.service();
+    spec.deliver(&service, false).await;
+    let cuts = Arc::new(Cuts::at(points));
+    let connector = CutConnector {
+        service: service.clone(),
+        cuts: Arc::clone(&cuts),
+        mode: spec.mode,
+    };
+    let store = Arc::new(MemoryStore::new());
+    let start = Instant::now();
+    let engine = Engine::start(
+        spec.config(),
+        Arc::clone(&store),
+        connector,
+        Arc::new(VecSink::new()),
+    )
+    .map_err(|error| format!("the engine rejected the configuration: {error}"))?;
+    tokio::time::sleep_until(start + Duration::from_secs(600)).await;
+    spec.deliver(&service, true).await;
+    tokio::time::sleep_until(start + Duration::from_secs(2 * 3600)).await;
+    engine.stop().await;
+
+    Ok(CrashOutcome {
+        created_after_clean: None,
+        cuts_made: cuts.made.load(Ordering::SeqCst),
+        uncut_operations: total,
+        parties: store.snapshot().party_counts(),
+        left_on_server: spec.left_on_server(&service),
+    })
+}
+
+/// Runs `sync_once` with connections cut at the spec's points, and again
+/// after each failure, until one attempt syncs every mailbox without an
+/// error; the late messages arrive after the first attempt. A final
+/// attempt then runs with nothing new to fetch.
+async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
+    let total = uncut_operations(spec).await?;
+    let points = cut_points(spec, total);
 
     let service = spec.service();
     spec.deliver(&service, false).await;
@@ -482,7 +553,10 @@ pub async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
         let report = sync_once(&config, &polled, &store, &connector)
             .await
             .map_err(|error| format!("sync_once failed to start: {error}"))?;
-        clean = report.mailboxes.iter().all(|mailbox| mailbox.error.is_none());
+        clean = report
+            .mailboxes
+            .iter()
+            .all(|mailbox| mailbox.error.is_none());
         let first = attempts.is_empty();
         attempts.push(report);
         if first {
@@ -508,22 +582,13 @@ pub async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
     let last = sync_once(&config, &polled, &store, &connector)
         .await
         .map_err(|error| format!("sync_once failed to start: {error}"))?;
-    attempts.push(last);
 
-    let left_on_server = spec
-        .deleting()
-        .into_iter()
-        .map(|name| {
-            let left = CrashSpec::inbox_len(&service, &name);
-            (name, left)
-        })
-        .collect();
     Ok(CrashOutcome {
-        attempts,
+        created_after_clean: Some(last.records_created()),
         cuts_made: cuts.made.load(Ordering::SeqCst),
         uncut_operations: total,
         parties: store.snapshot().party_counts(),
-        left_on_server,
+        left_on_server: spec.left_on_server(&service),
     })
 }
 
@@ -551,16 +616,20 @@ pub fn crash_spec() -> impl Strategy<Value = CrashSpec> {
         prop_oneof![1 => 1usize..=5, 3 => Just(500usize)],
         proptest::collection::vec(0u32..1000, 1..=3),
         prop_oneof![Just(CutMode::Reset), Just(CutMode::Close)],
+        any::<bool>(),
     )
         .prop_map(
-            |(pop3, mailboxes, messages, batch_size, max_per_cycle, cuts, mode)| CrashSpec {
-                pop3,
-                mailboxes,
-                messages,
-                batch_size,
-                max_per_cycle,
-                cuts,
-                mode,
+            |(pop3, mailboxes, messages, batch_size, max_per_cycle, cuts, mode, scheduled)| {
+                CrashSpec {
+                    pop3,
+                    mailboxes,
+                    messages,
+                    batch_size,
+                    max_per_cycle,
+                    cuts,
+                    mode,
+                    scheduled,
+                }
             },
         )
 }

@@ -7,9 +7,9 @@
 //! group never leaves a dangling reference. Fault times are drawn as
 //! fractions of the traffic duration and rendered in whole minutes.
 
-use std::fmt::Write as _;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use std::fmt::Write as _;
 
 /// Fault kinds that end when their window ends.
 pub const TRANSIENT_KINDS: [&str; 5] = [
@@ -29,12 +29,12 @@ const OUTLASTING_RETRIES: u32 = 1000;
 pub enum Faults {
     /// No faults.
     None,
-    /// Windowed faults of the [`TRANSIENT_KINDS`] that end before the drain.
-    Transient,
     /// Only `reset-after-bytes`, with `bytes` from 1 to 1,000,000, ending
     /// before the drain.
     ResetAfterBytes,
-    /// Every kind but `login-rejected`; windows end before the drain.
+    /// Every kind but `login-rejected`: windowed faults of the
+    /// [`TRANSIENT_KINDS`] that end before the drain, UIDVALIDITY resets and
+    /// corrupt messages.
     NotPermanent,
     /// Every kind, with windows that may run into the drain or to the end.
     Any,
@@ -246,7 +246,10 @@ impl Spec {
                 let rate = f64::from(rule.rate_per_hour.unwrap_or(0));
                 let mut messages = rate * hours * f64::from(self.target_size(&rule.to));
                 messages += f64::from(rule.bursts.iter().map(|burst| burst.1).sum::<u32>().max(1));
-                let cc = rule.cc.as_ref().map_or(0.0, |(_, percent)| f64::from(*percent) / 100.0);
+                let cc = rule
+                    .cc
+                    .as_ref()
+                    .map_or(0.0, |(_, percent)| f64::from(*percent) / 100.0);
                 messages * (1.0 + cc)
             })
             .sum()
@@ -552,7 +555,7 @@ fn cut_bytes() -> impl Strategy<Value = u64> {
 fn fault_kind(faults: Faults) -> BoxedStrategy<&'static str> {
     let transient = proptest::sample::select(TRANSIENT_KINDS.to_vec());
     match faults {
-        Faults::None | Faults::Transient => transient.boxed(),
+        Faults::None => transient.boxed(),
         Faults::ResetAfterBytes => Just("reset-after-bytes").boxed(),
         Faults::NotPermanent => prop_oneof![
             4 => transient,
@@ -677,62 +680,64 @@ pub fn spec(shape: Shape) -> impl Strategy<Value = Spec> {
         proptest::collection::vec(traffic(), 1..=4),
         faults,
     )
-        .prop_map(move |(timing, server, cluster, settings, groups, traffic, faults)| {
-            let (seed, duration_minutes, drain_minutes, pop3, latency_ms) = timing;
-            let (server_max_connections, receive_per_hour, command_budget, backoff_hint_s) =
-                server;
-            let (
-                nodes,
-                threads_per_node,
-                poll_interval_s,
-                idle_extra_s,
-                batch_size,
-                max_per_cycle,
-                retry_interval_s,
-                command_timeout_s,
-            ) = cluster;
-            let (record_cost_ms, forwarding_delay_s, inline_forwarding, max_retries, enable) =
-                settings;
-            let mut spec = Spec {
-                seed,
-                duration_minutes,
-                drain_minutes,
-                pop3,
-                strategies: vec!["forward", "individual"],
-                latency_ms,
-                server_max_connections,
-                receive_per_hour,
-                command_budget,
-                backoff_hint_s,
-                nodes,
-                threads_per_node,
-                poll_interval_s,
-                idle_poll_max_s: idle_extra_s.map(|extra| poll_interval_s + extra),
-                batch_size,
-                max_per_cycle,
-                retry_interval_s,
-                max_retries,
-                command_timeout_s,
-                enable_after_fault: enable,
-                record_cost_ms,
-                forwarding_delay_s,
-                inline_forwarding,
-                groups,
-                traffic,
-                faults,
-            };
-            if !shape.lossy_settings {
-                spec.ensure_capacity();
-            }
-            if shape.with_mixed {
-                spec.strategies.push("mixed");
-            }
-            if shape.spare_capacity {
-                spec.strategies = vec!["individual"];
-                spec.threads_per_node = spec.mailbox_count().div_ceil(spec.nodes);
-                spec.command_budget = None;
-                spec.receive_per_hour = None;
-            }
-            spec
-        })
+        .prop_map(
+            move |(timing, server, cluster, settings, groups, traffic, faults)| {
+                let (seed, duration_minutes, drain_minutes, pop3, latency_ms) = timing;
+                let (server_max_connections, receive_per_hour, command_budget, backoff_hint_s) =
+                    server;
+                let (
+                    nodes,
+                    threads_per_node,
+                    poll_interval_s,
+                    idle_extra_s,
+                    batch_size,
+                    max_per_cycle,
+                    retry_interval_s,
+                    command_timeout_s,
+                ) = cluster;
+                let (record_cost_ms, forwarding_delay_s, inline_forwarding, max_retries, enable) =
+                    settings;
+                let mut spec = Spec {
+                    seed,
+                    duration_minutes,
+                    drain_minutes,
+                    pop3,
+                    strategies: vec!["forward", "individual"],
+                    latency_ms,
+                    server_max_connections,
+                    receive_per_hour,
+                    command_budget,
+                    backoff_hint_s,
+                    nodes,
+                    threads_per_node,
+                    poll_interval_s,
+                    idle_poll_max_s: idle_extra_s.map(|extra| poll_interval_s + extra),
+                    batch_size,
+                    max_per_cycle,
+                    retry_interval_s,
+                    max_retries,
+                    command_timeout_s,
+                    enable_after_fault: enable,
+                    record_cost_ms,
+                    forwarding_delay_s,
+                    inline_forwarding,
+                    groups,
+                    traffic,
+                    faults,
+                };
+                if !shape.lossy_settings {
+                    spec.ensure_capacity();
+                }
+                if shape.with_mixed {
+                    spec.strategies.push("mixed");
+                }
+                if shape.spare_capacity {
+                    spec.strategies = vec!["individual"];
+                    spec.threads_per_node = spec.mailbox_count().div_ceil(spec.nodes);
+                    spec.command_budget = None;
+                    spec.receive_per_hour = None;
+                }
+                spec
+            },
+        )
 }

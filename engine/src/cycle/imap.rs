@@ -56,8 +56,28 @@ where
     if mailbox.delete_after_processing && !session.has_uidplus() {
         session.capability().await?;
     }
-    let selected = session.select_inbox().await?;
     let state = context.store.sync_state(&mailbox.id).await?;
+
+    // Most polls find nothing new. STATUS tells that for less than a SELECT
+    // costs the server: an empty INBOX when messages are deleted after
+    // processing, or an unchanged UIDVALIDITY with UIDNEXT just past the
+    // watermark otherwise (every UID is below UIDNEXT).
+    let status = session.status_inbox().await?;
+    let nothing_new = if mailbox.delete_after_processing {
+        status.messages == Some(0)
+    } else {
+        state.imap.is_some_and(|cursor| {
+            status.uid_validity == Some(cursor.uid_validity)
+                && status
+                    .uid_next
+                    .is_some_and(|next| next <= cursor.last_uid.saturating_add(1))
+        })
+    };
+    if nothing_new {
+        session.logout().await;
+        return Ok(());
+    }
+    let selected = session.select_inbox().await?;
 
     // A changed UIDVALIDITY voids the stored UIDs and failure counters.
     let mut cursor = ImapCursor {

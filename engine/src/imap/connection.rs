@@ -318,7 +318,9 @@ fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
 /// `frame` with `literal` announced as `{0}` and its data left out.
 fn without_literal(frame: &[u8], literal: LiteralSpan) -> Vec<u8> {
     let head = frame.get(..literal.announcement).unwrap_or_default();
-    let tail = frame.get(literal.data + literal.length..).unwrap_or_default();
+    let tail = frame
+        .get(literal.data + literal.length..)
+        .unwrap_or_default();
     let mut skeleton = Vec::with_capacity(head.len() + 5 + tail.len());
     skeleton.extend_from_slice(head);
     skeleton.extend_from_slice(b"{0}\r\n");

@@ -14,6 +14,7 @@ use imap_codec::imap_types::response::{
 };
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) use super::connection::Fetched;
@@ -29,6 +30,14 @@ pub(crate) struct Selected {
     pub(crate) exists: u32,
     /// The UID the next message will get, if the server said.
     pub(crate) uid_next: Option<u32>,
+}
+
+/// INBOX as STATUS reports it, before any SELECT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InboxStatus {
+    pub(crate) uid_validity: Option<u32>,
+    pub(crate) uid_next: Option<u32>,
+    pub(crate) messages: Option<u32>,
 }
 
 /// A message's UID and size, from the listing fetch.
@@ -122,6 +131,37 @@ where
         .await?;
         self.uidplus = uidplus;
         Ok(())
+    }
+
+    /// Asks for INBOX's UIDVALIDITY, UIDNEXT and message count with STATUS,
+    /// which costs the server less than a SELECT.
+    pub(crate) async fn status_inbox(&mut self) -> Result<InboxStatus, SessionError> {
+        let mut status = InboxStatus::default();
+        let names = vec![
+            StatusDataItemName::UidValidity,
+            StatusDataItemName::UidNext,
+            StatusDataItemName::Messages,
+        ];
+        let body = CommandBody::Status {
+            mailbox: Mailbox::Inbox,
+            item_names: names.into(),
+        };
+        self.execute(body, CommandKind::Other, |data| {
+            if let Data::Status { items, .. } = data {
+                for item in items.iter() {
+                    match item {
+                        StatusDataItem::UidValidity(value) => {
+                            status.uid_validity = Some(value.get())
+                        }
+                        StatusDataItem::UidNext(value) => status.uid_next = Some(value.get()),
+                        StatusDataItem::Messages(count) => status.messages = Some(*count),
+                        _ => {}
+                    }
+                }
+            }
+        })
+        .await?;
+        Ok(status)
     }
 
     /// Selects INBOX.

@@ -1,5 +1,5 @@
 //! A scripted IMAP peer for engine tests: just enough of RFC 3501 to respond to
-//! the commands a sync cycle sends (LOGIN, CAPABILITY, SELECT, UID FETCH,
+//! the commands a sync cycle sends (LOGIN, CAPABILITY, STATUS, SELECT, UID FETCH,
 //! UID STORE, UID EXPUNGE, EXPUNGE, LOGOUT), over `tokio::io::duplex` pipes,
 //! with switches for the faults the tests need. It is not a simulator: it
 //! keeps one INBOX per mailbox id and trusts the client's syntax.
@@ -195,6 +195,12 @@ fn answer(peer: &Peer, mailbox: &str, line: &str) -> (Vec<u8>, Option<usize>) {
             }
         }
         "CAPABILITY" => format!("* CAPABILITY IMAP4rev1 UIDPLUS\r\n{tag} OK done\r\n"),
+        "STATUS" => format!(
+            "* STATUS INBOX (UIDVALIDITY {} UIDNEXT {} MESSAGES {})\r\n{tag} OK STATUS completed\r\n",
+            inbox.uid_validity,
+            inbox.next_uid,
+            inbox.messages.len()
+        ),
         "SELECT" => format!(
             "* {} EXISTS\r\n* OK [UIDVALIDITY {}] ok\r\n* OK [UIDNEXT {}] ok\r\n{tag} OK [READ-WRITE] SELECT completed\r\n",
             inbox.messages.len(),
