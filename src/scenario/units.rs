@@ -20,21 +20,15 @@ impl FromStr for Span {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: {DURATION_HELP}"))?;
-        let seconds_per_unit = match unit.trim() {
+        let invalid = || format!("invalid duration {text:?}: {DURATION_HELP}");
+        let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
+        let seconds_per_unit = match unit {
             "ms" => 0.001,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86_400.0,
-            _ => return Err(format!("invalid duration {text:?}: {DURATION_HELP}")),
+            _ => return Err(invalid()),
         };
         let seconds = value * seconds_per_unit;
         if !seconds.is_finite() || seconds > 365.0 * 86_400.0 {
@@ -79,6 +73,17 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Splits `"3.6KB"` into `(3.6, "KB")`: a non-negative decimal number and
+/// the unit after it; `None` when the text does not start with a number.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
+}
+
 /// A size in bytes: `512B`, `3.6KB` (1000 bytes), `4KiB` (1024 bytes), `1MB`, `1MiB`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Size(pub u64);
@@ -90,21 +95,15 @@ impl FromStr for Size {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid size {text:?}: {SIZE_HELP}"))?;
-        let multiplier = match unit.trim() {
+        let invalid = || format!("invalid size {text:?}: {SIZE_HELP}");
+        let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
+        let multiplier = match unit {
             "B" => 1.0,
             "KB" => 1e3,
             "KiB" => 1024.0,
             "MB" => 1e6,
             "MiB" => 1024.0 * 1024.0,
-            _ => return Err(format!("invalid size {text:?}: {SIZE_HELP}")),
+            _ => return Err(invalid()),
         };
         let bytes = value * multiplier;
         if !bytes.is_finite() || bytes > 1e9 {
