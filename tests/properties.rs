@@ -303,3 +303,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn zz_probe() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut bad = 0;
+    for _ in 0..500 {
+        let spec = scenario::spec(Shape { spare_capacity: true, ..Shape::with_faults(Faults::None) }).new_tree(&mut runner).unwrap().current();
+        let fault = single_mailbox_fault().new_tree(&mut runner).unwrap().current();
+        let mut f = spec.clone(); f.faults = vec![fault.clone()];
+        let text = f.render();
+        let b = checks::run(&text).unwrap();
+        let addr = faulty_address(&spec, &fault);
+        let br = &b.report.strategies[0].blast_radius;
+        if br.iter().any(|m| m != &addr) { bad += 1; if bad <= 2 { eprintln!("{addr} {br:?}\n{text}\n====="); } }
+    }
+    eprintln!("bad {bad}");
+}

@@ -193,7 +193,11 @@ pub struct ServerProfile {
     pub credentials: Option<Credentials>,
     /// Maximum connections open at once, over all nodes: per mailbox for a
     /// mailbox with its own credentials, and shared by the mailboxes that
-    /// use the profile's credentials, as the CRM counts them.
+    /// use the profile's credentials.
+    ///
+    /// NOTE: the CRM documents the default of 10; how it counts the limit
+    /// when mailboxes have their own credentials is our reading, not
+    /// confirmed against its documentation.
     pub max_connections: usize,
     /// Lower bound on the polling interval of this profile's mailboxes;
     /// `None` uses [`EngineSettings::poll_interval_min`].

@@ -7,9 +7,9 @@
 //! why all the mail behind it is processed by one node, one cycle at a time.
 //! A cycle needs a worker slot on its node (a semaphore with
 //! `threads_per_node` permits) and a connection permit (`max_connections`).
-//! As in the CRM, the connection limit counts per mailbox when the mailbox
-//! has its own credentials, and per server profile when it uses the
-//! profile's. The semaphores are FIFO, so the same inputs give the same
+//! The connection limit counts per mailbox when the mailbox has its own
+//! credentials, and per server profile when it uses the profile's (see
+//! [`ServerProfile::max_connections`]). The semaphores are FIFO, so the same inputs give the same
 //! order of cycles. All waiting uses `tokio::time`, so a paused
 //! clock drives the whole engine.
 
