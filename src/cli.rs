@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::report::render_text;
+use crate::report::{render_html, render_junit, render_text};
 use crate::runner::{self, RunOptions};
 use crate::scenario::{Scenario, Strategy};
 use crate::serve::{self, ServeArgs};
@@ -51,6 +51,9 @@ pub enum Format {
     Text,
     /// The report as JSON (schema in docs/report.md).
     Json,
+    /// An HTML page with charts, written to DIR/report.html (needs --out);
+    /// stdout gets the text report.
+    Html,
 }
 
 /// Options of `mailsim run`.
@@ -68,13 +71,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Report format on stdout.
+    /// Report format on stdout. With html, DIR/report.html gets the page and
+    /// stdout the text report.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
-    /// Also write report.txt and report.json into this folder, creating it.
-    #[arg(long, value_name = "DIR")]
+    /// Also write report.txt and report.json into this folder, creating it,
+    /// and report.html with --format html.
+    #[arg(long, value_name = "DIR", required_if_eq("format", "html"))]
     pub out: Option<std::path::PathBuf>,
+
+    /// Also write each expectation as a JUnit XML test case to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
 
     /// Print wall time, simulated messages per second and peak memory on stderr.
     #[arg(long)]
@@ -161,7 +170,11 @@ fn run(args: &RunArgs) -> ExitCode {
     if let Some(dir) = &args.out {
         let written = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(dir.join("report.txt"), &text))
-            .and_then(|()| std::fs::write(dir.join("report.json"), &json));
+            .and_then(|()| std::fs::write(dir.join("report.json"), &json))
+            .and_then(|()| match args.format {
+                Format::Html => std::fs::write(dir.join("report.html"), render_html(&report)),
+                Format::Text | Format::Json => Ok(()),
+            });
         if let Err(error) = written {
             eprintln!(
                 "mailsim run: cannot write the report into {}: {error}",
@@ -170,8 +183,17 @@ fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     }
+    if let Some(file) = &args.junit
+        && let Err(error) = std::fs::write(file, render_junit(&report, &timing))
+    {
+        eprintln!(
+            "mailsim run: failed to write the JUnit report to {}: {error}",
+            file.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
     match args.format {
-        Format::Text => print!("{text}"),
+        Format::Text | Format::Html => print!("{text}"),
         Format::Json => print!("{json}"),
     }
     if args.timing {

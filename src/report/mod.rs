@@ -7,7 +7,10 @@
 //! separately and never mixed into the report.
 
 mod expect;
+mod html;
+mod junit;
 mod text;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use expect::evaluate;
+pub use html::render_html;
+pub use junit::render_junit;
 pub use text::{latency as format_latency, render_text};
 
 use crate::scenario::{ErrorLevel, Metric, Scenario, Statistic, Strategy};
@@ -182,6 +187,8 @@ pub struct StrategyReport {
     pub cycles: u64,
     /// Per-node utilisation.
     pub nodes: Vec<NodeUse>,
+    /// Time series of the run, for charts.
+    pub timeline: timeline::Timeline,
 }
 
 impl StrategyReport {
@@ -311,9 +318,11 @@ impl Report {
         }
     }
 
-    /// The report as pretty-printed JSON.
+    /// The report as pretty-printed JSON, with each array of numbers on
+    /// one line.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        let pretty = serde_json::to_string_pretty(self).unwrap_or_default();
+        timeline::compact_number_arrays(&pretty) + "\n"
     }
 }
 

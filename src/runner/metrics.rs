@@ -9,7 +9,8 @@ use super::observe::{NO_TIME, Recorder};
 use super::traffic::Plan;
 use super::world::{self, Outcome};
 use super::{DeliveryTrace, WorldTrace};
-use crate::report::{Latency, NodeUse, StrategyReport};
+use crate::report::timeline::{FaultSpan, MailboxInfo, Timeline, TimelineBuilder, Windows};
+use crate::report::{Latency, NodeUse, StrategyReport, seconds};
 use crate::scenario::{FaultTarget, Scenario, Strategy};
 
 /// Computes the report of `strategy` from its world's outcome.
@@ -33,8 +34,19 @@ pub fn strategy_report(
     let mut all = Vec::new();
     let mut by_group: Vec<Vec<u64>> = vec![Vec::new(); scenario.groups.len()];
     let mut backlog_changes = Vec::new();
-    let fault_windows = fault_windows(scenario, strategy, end);
+    let fault_spans = fault_spans(scenario, strategy, end);
+    let fault_windows: Vec<(u32, u32)> = fault_spans
+        .iter()
+        .map(|span| {
+            (
+                (span.from * 1000.0).round() as u32,
+                (span.until * 1000.0).round() as u32,
+            )
+        })
+        .collect();
     let mut blast = BTreeSet::new();
+    let windows = recorder.windows.unwrap_or_else(|| Windows::covering(end));
+    let mut timeline = TimelineBuilder::new(windows, scenario.mailboxes.len());
 
     for (id, message) in plan.messages.iter().enumerate() {
         for (slot, mailbox) in message.recipients().enumerate() {
@@ -61,6 +73,12 @@ pub fn strategy_report(
                 all.push(latency);
                 by_group[scenario.mailboxes[mailbox].group].push(latency);
             }
+            timeline.delivery(
+                mailbox,
+                arrival,
+                (handled != NO_TIME).then_some(handled),
+                latency,
+            );
             let waited_until = if handled == NO_TIME { end_ms } else { handled };
             let broke_sla = latency.is_none_or(|latency| latency > scenario.sla.as_millis() as u64);
             if broke_sla && overlaps(&fault_windows, arrival, waited_until) {
@@ -97,7 +115,46 @@ pub fn strategy_report(
     report.enabled = recorder.enabled.clone();
     report.cycles = recorder.cycles;
     report.nodes = node_use(scenario, recorder, end);
+    report.timeline = finish_timeline(scenario, recorder, timeline, fault_spans);
     report
+}
+
+fn finish_timeline(
+    scenario: &Scenario,
+    recorder: &Recorder,
+    builder: TimelineBuilder,
+    faults: Vec<FaultSpan>,
+) -> Timeline {
+    let mailboxes: Vec<MailboxInfo> = scenario
+        .mailboxes
+        .iter()
+        .map(|mailbox| MailboxInfo {
+            address: mailbox.address.clone(),
+            group: mailbox.group,
+        })
+        .collect();
+    let groups: Vec<String> = scenario
+        .groups
+        .iter()
+        .map(|group| group.name.clone())
+        .collect();
+    let node_busy = (0..scenario.cluster.nodes as usize)
+        .map(|node| {
+            recorder
+                .node_busy_per_window
+                .get(&node)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    builder.finish(
+        &mailboxes,
+        &groups,
+        recorder.throttled_per_window.clone(),
+        node_busy,
+        scenario.cluster.threads_per_node,
+        faults,
+    )
 }
 
 /// Creation time (ms) of the first record per (plan message, mailbox).
@@ -157,8 +214,8 @@ fn backlog_max(changes: &mut [(u32, i64)]) -> u64 {
     max as u64
 }
 
-/// Time windows (ms) in which some fault of this strategy's world was active.
-fn fault_windows(scenario: &Scenario, strategy: Strategy, end: Duration) -> Vec<(u32, u32)> {
+/// Time spans in which some fault of this strategy's world was active.
+fn fault_spans(scenario: &Scenario, strategy: Strategy, end: Duration) -> Vec<FaultSpan> {
     scenario
         .faults
         .iter()
@@ -167,8 +224,11 @@ fn fault_windows(scenario: &Scenario, strategy: Strategy, end: Duration) -> Vec<
             !matches!(fault.target, FaultTarget::ForwardMailbox)
                 || scenario.uses_forward_mailbox(strategy)
         })
-        .filter(|fault| !world::fault_accounts(scenario, strategy, &fault.target).is_empty())
-        .map(|fault| {
+        .filter_map(|fault| {
+            let accounts = world::fault_accounts(scenario, strategy, &fault.target);
+            if accounts.is_empty() {
+                return None;
+            }
             // A one-shot fault's effects last until the engine recovers, so
             // its window runs to the end.
             let until = if fault.kind.is_one_shot() {
@@ -176,10 +236,18 @@ fn fault_windows(scenario: &Scenario, strategy: Strategy, end: Duration) -> Vec<
             } else {
                 fault.until
             };
-            (
-                fault.from.as_millis() as u32,
-                until.unwrap_or(end).as_millis() as u32,
-            )
+            Some(FaultSpan {
+                from: seconds(fault.from),
+                until: seconds(until.unwrap_or(end)),
+                kind: fault.kind.name().to_owned(),
+                accounts: accounts
+                    .into_iter()
+                    .map(|account| match account {
+                        Some(index) => scenario.mailboxes[index].address.clone(),
+                        None => scenario.forwarding.mailbox.clone(),
+                    })
+                    .collect(),
+            })
         })
         .collect()
 }

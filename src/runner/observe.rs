@@ -14,6 +14,7 @@ use engine::records::{Created, Reason, SourceKey};
 use tokio::time::Instant;
 
 use super::traffic::Plan;
+use crate::report::timeline::Windows;
 use crate::report::{AlertLine, ErrorCounts};
 use crate::scenario::{ErrorLevel, Scenario};
 
@@ -63,11 +64,18 @@ pub struct Recorder {
     pub cycles: u64,
     /// Per node: time spent in cycles and cycles run.
     pub node_busy: BTreeMap<usize, (Duration, u64)>,
+    /// The windows the time series are collected in.
+    pub windows: Option<Windows>,
+    /// Throttled answers per window.
+    pub throttled_per_window: Vec<u64>,
+    /// Per node: milliseconds spent in cycles per window.
+    pub node_busy_per_window: BTreeMap<usize, Vec<u64>>,
 }
 
 impl Recorder {
     /// A recorder for a world whose clock started at `start`.
     pub fn new(scenario: &Scenario, plan: &Arc<Plan>, start: Instant) -> Self {
+        let windows = Windows::covering(scenario.duration + scenario.drain);
         let mailbox_index = scenario
             .mailboxes
             .iter()
@@ -81,6 +89,8 @@ impl Recorder {
             forward_address: scenario.forwarding.mailbox.to_ascii_lowercase(),
             arrivals: vec![[NO_TIME; 2]; plan.messages.len()],
             decisions: vec![[NO_TIME; 2]; plan.messages.len()],
+            windows: Some(windows),
+            throttled_per_window: vec![0; windows.count],
             ..Self::default()
         }
     }
@@ -166,9 +176,23 @@ impl Recorder {
                 let busy = self.node_busy.entry(node.0).or_default();
                 busy.0 += at.saturating_duration_since(started);
                 busy.1 += 1;
+                if let Some(windows) = self.windows {
+                    let (from, until) = (self.millis(started), self.millis(at));
+                    let per_window = self
+                        .node_busy_per_window
+                        .entry(node.0)
+                        .or_insert_with(|| vec![0; windows.count]);
+                    windows.split(from, until, |index, ms| per_window[index] += u64::from(ms));
+                }
             }
             Event::EmailProcessed(processed) => self.processed(&processed),
-            Event::Throttled { .. } => self.throttled += 1,
+            Event::Throttled { at, .. } => {
+                self.throttled += 1;
+                if let Some(windows) = self.windows {
+                    let index = windows.index(self.millis(at));
+                    self.throttled_per_window[index] += 1;
+                }
+            }
             Event::Error { level, kind, .. } => {
                 self.errors.add(level_of(level));
                 *self.errors_by_kind.entry(kind.to_string()).or_default() += 1;
