@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use super::text::latency as format_latency;
-use super::timeline::{FaultSpan, Timeline};
+use super::timeline::{DelayRow, FaultSpan, MAX_DELAY_ROWS, Timeline};
 use super::{ExpectationResult, Report, StrategyReport};
 
 /// Width of every chart, in SVG units.
@@ -95,6 +95,18 @@ pub fn render_html(report: &Report) -> String {
         .first()
         .map_or("window".to_owned(), |s| offset_label(s.timeline.window));
     let sla = offset_label(report.sla);
+    let grouped = report
+        .strategies
+        .iter()
+        .flat_map(|s| &s.timeline.delay_rows)
+        .any(|row| row.mailbox.is_none());
+    let selection = if grouped {
+        format!(
+            " With more than {MAX_DELAY_ROWS} mailboxes, each group's first row covers the whole group and the rows after it are its most delayed mailboxes."
+        )
+    } else {
+        String::new()
+    };
     let sections: [(&str, &str, String, Chart); 5] = [
         (
             "latency",
@@ -121,7 +133,7 @@ pub fn render_html(report: &Report) -> String {
             "delay",
             "Delay per mailbox",
             format!(
-                "Per mailbox, the longest wait for an outcome among the deliveries that arrived in each {window} window; a delivery without an outcome waits until the end of the run. Colours compare the wait with the SLA of {sla}; grey cells had no delivery. Outlined: a fault was active."
+                "Per mailbox, the longest wait for an outcome among the deliveries that arrived in each {window} window; a delivery without an outcome waits until the end of the run. Colours compare the wait with the SLA of {sla}; grey cells had no delivery. Outlined: a fault was active.{selection}"
             ),
             delay_chart,
         ),
@@ -1048,7 +1060,7 @@ fn delay_chart(out: &mut String, report: &Report, strategy: &StrategyReport, _sc
         }
     }
     if !label_rows {
-        group_labels(out, rows.iter().map(|row| row.group.as_str()), height);
+        group_labels(out, rows, height);
     }
     fault_outlines(out, &frame, &timeline.faults);
 
@@ -1057,13 +1069,15 @@ fn delay_chart(out: &mut String, report: &Report, strategy: &StrategyReport, _sc
 }
 
 /// Labels runs of rows of the same group with the group's name, and
-/// separates the groups with lines.
-fn group_labels<'a>(out: &mut String, groups: impl Iterator<Item = &'a str>, height: f64) {
+/// separates the groups with lines. The label of a run of mailbox rows
+/// gives their count. A run that starts with a whole-group row shows only
+/// some of the group's mailboxes, so its label gives no count.
+fn group_labels(out: &mut String, rows: &[DelayRow], height: f64) {
     let mut spans: Vec<(&str, usize, usize)> = Vec::new();
-    for (index, group) in groups.enumerate() {
+    for (index, row) in rows.iter().enumerate() {
         match spans.last_mut() {
-            Some((name, _, end)) if *name == group => *end = index + 1,
-            _ => spans.push((group, index, index + 1)),
+            Some((name, _, end)) if *name == row.group => *end = index + 1,
+            _ => spans.push((row.group.as_str(), index, index + 1)),
         }
     }
     for (position, (name, start, end)) in spans.iter().enumerate() {
@@ -1080,7 +1094,8 @@ fn group_labels<'a>(out: &mut String, groups: impl Iterator<Item = &'a str>, hei
         }
         let size = span.clamp(7.0, 11.0);
         let count = end - start;
-        let label = if count > 1 {
+        let whole_group = rows[*start].mailbox.is_none();
+        let label = if count > 1 && !whole_group {
             format!("{name} ({count})")
         } else {
             (*name).to_owned()
