@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when a scenario's expectation fails or a
 //! command fails at runtime, 2 for invalid usage or input.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -152,6 +153,39 @@ fn run(args: &RunArgs) -> ExitCode {
             }
         }
     }
+    if let Err(message) = runner::check_engine_configs(&scenario) {
+        eprintln!("{message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if !strategies.is_empty() {
+        let mut filtered = scenario.clone();
+        filtered.strategies.retain(|s| strategies.contains(s));
+        let dropped = runner::retain_expectations(&mut filtered);
+        if dropped > 0 {
+            eprintln!(
+                "mailsim run: {dropped} expectations skipped: they check or compare with a strategy --strategy leaves out"
+            );
+        }
+    }
+    // Fail before a long run, not after it, when the outputs cannot be written.
+    if let Some(dir) = &args.out
+        && let Err(error) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "mailsim run: cannot create the output folder {}: {error}; give --out a folder path",
+            dir.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if let Some(file) = &args.junit
+        && let Err(error) = std::fs::File::create(file)
+    {
+        eprintln!(
+            "mailsim run: cannot write the JUnit report to {}: {error}",
+            file.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let options = RunOptions {
         strategies,
         seed: args.seed,
@@ -168,8 +202,7 @@ fn run(args: &RunArgs) -> ExitCode {
     let text = render_text(&report);
     let json = report.to_json();
     if let Some(dir) = &args.out {
-        let written = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(dir.join("report.txt"), &text))
+        let written = std::fs::write(dir.join("report.txt"), &text)
             .and_then(|()| std::fs::write(dir.join("report.json"), &json))
             .and_then(|()| match args.format {
                 Format::Html => std::fs::write(dir.join("report.html"), render_html(&report)),
@@ -192,9 +225,17 @@ fn run(args: &RunArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_FAILURE);
     }
-    match args.format {
-        Format::Text | Format::Html => print!("{text}"),
-        Format::Json => print!("{json}"),
+    let shown = match args.format {
+        Format::Text | Format::Html => &text,
+        Format::Json => &json,
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(shown.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("mailsim run: cannot write the report to stdout: {error}");
+        return ExitCode::from(EXIT_FAILURE);
     }
     if args.timing {
         eprint!("{}", timing.render());
@@ -209,7 +250,10 @@ fn run(args: &RunArgs) -> ExitCode {
 fn check(args: &CheckArgs) -> ExitCode {
     let mut failed = false;
     for file in &args.files {
-        match Scenario::load(file) {
+        let checked = Scenario::load(file)
+            .map_err(|error| error.to_string())
+            .and_then(|scenario| runner::check_engine_configs(&scenario).map(|()| scenario));
+        match checked {
             Ok(scenario) => println!(
                 "{}: ok ({} mailboxes in {} groups, {} traffic rules, {} faults, {} expectations)",
                 file.display(),

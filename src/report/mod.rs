@@ -143,10 +143,18 @@ pub struct StrategyReport {
     pub strategy: String,
     /// Mailboxes the engine polled.
     pub polled_mailboxes: u64,
-    /// Messages stored in user and queue mailboxes.
+    /// Messages the mail service accepted for user and queue mailboxes,
+    /// one per message and mailbox.
+    pub sent: u64,
+    /// Of those, the messages stored in the mailboxes by the end (the rest
+    /// were held back by a receive limit).
     pub delivered: u64,
-    /// Records created.
+    /// Records created: one party per message and accepting mailbox.
     pub records: u64,
+    /// Email activities: one per distinct message recorded.
+    pub activities: u64,
+    /// Queue items: one per activity and accepting queue.
+    pub queue_items: u64,
     /// Deliveries with no record and no reported decision after the drain.
     pub lost: u64,
     /// Extra records for a message and party that already had one.
@@ -197,7 +205,10 @@ impl StrategyReport {
     pub fn metric(&self, metric: &Metric) -> Option<f64> {
         let value = match metric {
             Metric::PolledMailboxes => self.polled_mailboxes as f64,
+            Metric::Sent => self.sent as f64,
             Metric::Delivered => self.delivered as f64,
+            Metric::Activities => self.activities as f64,
+            Metric::QueueItems => self.queue_items as f64,
             Metric::Records => self.records as f64,
             Metric::Lost => self.lost as f64,
             Metric::Duplicated => self.duplicated as f64,

@@ -34,10 +34,13 @@ pub fn render_text(report: &Report) -> String {
 
     let columns = &report.strategies;
     row(&mut out, "", columns.iter().map(|s| s.strategy.clone()));
-    let numbers: [(&str, Cell); 15] = [
+    let numbers: [(&str, Cell); 18] = [
         ("polled mailboxes", |s| s.polled_mailboxes.to_string()),
+        ("sent", |s| s.sent.to_string()),
         ("delivered", |s| s.delivered.to_string()),
         ("records created", |s| s.records.to_string()),
+        ("email activities", |s| s.activities.to_string()),
+        ("queue items", |s| s.queue_items.to_string()),
         ("lost", |s| s.lost.to_string()),
         ("duplicated", |s| s.duplicated.to_string()),
         ("declined", |s| s.declined.to_string()),

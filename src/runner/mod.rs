@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use world::{Accounts, WorldError, add_accounts, deliver_traffic, epoch, schedule_faults};
+pub use world::{
+    Accounts, WorldError, add_accounts, check_engine_configs, deliver_traffic, epoch,
+    schedule_faults,
+};
 
 use crate::report::{Report, RunTiming};
 use crate::scenario::{Scenario, Strategy};
@@ -95,6 +98,7 @@ pub fn run_traced(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunE
         scenario
             .strategies
             .retain(|s| options.strategies.contains(s));
+        retain_expectations(&mut scenario);
     }
     let plan = Arc::new(Plan::new(&scenario)?);
 
@@ -139,6 +143,21 @@ pub fn run_traced(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunE
         timing,
         traces,
     })
+}
+
+/// Drops the expectations that name only strategies the run leaves out, or
+/// that compare with one; returns how many were dropped.
+pub fn retain_expectations(scenario: &mut Scenario) -> usize {
+    let before = scenario.expectations.len();
+    let running = scenario.strategies.clone();
+    scenario.expectations.retain_mut(|expectation| {
+        expectation.strategies.retain(|s| running.contains(s));
+        !expectation.strategies.is_empty()
+            && expectation
+                .ratio_to
+                .is_none_or(|base| running.contains(&base))
+    });
+    before - scenario.expectations.len()
 }
 
 /// Prints "simulated X of Y" on stderr every few seconds once a world has

@@ -29,8 +29,10 @@ pub struct Recorder {
     mailbox_index: HashMap<String, u32>,
     forward_address: String,
     forward_copies: HashMap<u32, (u32, u32)>,
-    /// Deliveries without a Message-ID the plan knows, by (mailbox, UID).
-    unnamed: HashMap<(u32, u32), u32>,
+    /// Every delivery to a user or queue mailbox, by (mailbox, UID), for
+    /// decisions that name no Message-ID the plan knows. A UIDVALIDITY
+    /// reset renumbers UIDs, so a Message-ID is tried first.
+    by_uid: HashMap<(u32, u32), u32>,
     /// Message-IDs the engine made up for such deliveries, by plan id.
     pub learned_ids: HashMap<String, u32>,
     cycle_starts: HashMap<MailboxId, Instant>,
@@ -60,6 +62,10 @@ pub struct Recorder {
     pub disabled: Vec<String>,
     /// Mailboxes enabled again after a fault ended, in order.
     pub enabled: Vec<String>,
+    /// Mailboxes disabled now, with the time (ms) they were disabled.
+    disabled_since: HashMap<MailboxId, u32>,
+    /// Periods (ms) in which some engine mailbox was disabled and then enabled.
+    disabled_periods: Vec<(u32, u32)>,
     /// Cycles ended.
     pub cycles: u64,
     /// Per node: time spent in cycles and cycles run.
@@ -106,6 +112,20 @@ impl Recorder {
         format!("{:.3}", f64::from(self.millis(at)) / 1000.0)
     }
 
+    /// Periods (ms) in which some engine mailbox was disabled, the open ones
+    /// ending at `end_ms`, in a fixed order.
+    pub fn disabled_windows(&self, end_ms: u32) -> Vec<(u32, u32)> {
+        let mut windows = self.disabled_periods.clone();
+        windows.extend(self.disabled_since.values().map(|&since| (since, end_ms)));
+        windows.sort_unstable();
+        windows
+    }
+
+    /// True when plan message `id` went to mailbox `index`.
+    pub fn has_slot(&self, id: u32, index: u32) -> bool {
+        self.slot(id, index).is_some()
+    }
+
     /// The recipient slot of mailbox `index` for plan message `id`.
     fn slot(&self, id: u32, index: u32) -> Option<usize> {
         let message = self.plan.as_ref()?.messages.get(id as usize)?;
@@ -147,13 +167,7 @@ impl Recorder {
                 let Some(&index) = self.mailbox_index.get(&account) else {
                     return;
                 };
-                let named = self
-                    .plan
-                    .as_ref()
-                    .is_some_and(|plan| plan.has_known_message_id(tag));
-                if !named {
-                    self.unnamed.insert((index, *uid), tag);
-                }
+                self.by_uid.insert((index, *uid), tag);
                 if let Some(slot) = self.slot(tag, index) {
                     let arrival = &mut self.arrivals[tag as usize][slot];
                     *arrival = (*arrival).min(at);
@@ -187,7 +201,15 @@ impl Recorder {
             }
             Event::EmailProcessed(processed) => self.processed(&processed),
             Event::Throttled { at, .. } => {
+                // A throttled cycle failed like any other, but the engine
+                // reports it as its own event, so it is counted here as a
+                // mailbox-level error too.
                 self.throttled += 1;
+                self.errors.add(ErrorLevel::Mailbox);
+                *self
+                    .errors_by_kind
+                    .entry("throttled".to_owned())
+                    .or_default() += 1;
                 if let Some(windows) = self.windows {
                     let index = windows.index(self.millis(at));
                     self.throttled_per_window[index] += 1;
@@ -207,11 +229,15 @@ impl Recorder {
                 };
                 self.alerts.push(line);
             }
-            Event::MailboxDisabled { mailbox, .. } => {
+            Event::MailboxDisabled { mailbox, at, .. } => {
                 self.disabled.push(mailbox.as_str().to_owned());
+                self.disabled_since.insert(mailbox, self.millis(at));
             }
-            Event::MailboxEnabled { mailbox, .. } => {
+            Event::MailboxEnabled { mailbox, at } => {
                 self.enabled.push(mailbox.as_str().to_owned());
+                if let Some(since) = self.disabled_since.remove(&mailbox) {
+                    self.disabled_periods.push((since, self.millis(at)));
+                }
             }
         }
     }
@@ -254,7 +280,7 @@ impl Recorder {
         let (Some(message_id), Some(uid)) = (&event.message_id, uid_of(&event.key)) else {
             return;
         };
-        if self.find(message_id).is_some() {
+        if self.find(message_id).next().is_some() {
             return;
         }
         let tag = if event.mailbox.as_str() == super::world::FORWARD_ID {
@@ -262,42 +288,65 @@ impl Recorder {
         } else {
             self.mailbox_index
                 .get(&event.mailbox.as_str().to_ascii_lowercase())
-                .and_then(|&index| self.unnamed.get(&(index, uid)).copied())
+                .and_then(|&index| self.by_uid.get(&(index, uid)).copied())
         };
         if let Some(tag) = tag {
             self.learned_ids.insert(message_id.to_string(), tag);
         }
     }
 
-    /// The plan id of a Message-ID, from the plan or from what was learned.
-    pub fn find(&self, message_id: &str) -> Option<u32> {
-        self.plan
+    /// The plan ids with a Message-ID, from the plan or from what was learned.
+    pub fn find<'a>(&'a self, message_id: &str) -> impl Iterator<Item = u32> + 'a {
+        let planned: Vec<u32> = self
+            .plan
             .as_ref()
-            .and_then(|plan| plan.find(message_id))
-            .or_else(|| self.learned_ids.get(message_id).copied())
+            .map(|plan| plan.find(message_id).collect())
+            .unwrap_or_default();
+        planned
+            .into_iter()
+            .chain(self.learned_ids.get(message_id).copied())
     }
 
-    /// Finds the plan message and the recipient mailbox a decision is about.
+    /// The plan message with `message_id` that `party` received, preferring
+    /// one without a decision yet, as replayed files may share a Message-ID.
+    pub fn find_for(&self, message_id: &str, party: u32) -> Option<u32> {
+        let mut decided = None;
+        for id in self.find(message_id) {
+            let Some(slot) = self.slot(id, party) else {
+                continue;
+            };
+            if self.decisions[id as usize][slot] == NO_TIME {
+                return Some(id);
+            }
+            decided.get_or_insert(id);
+        }
+        decided
+    }
+
+    /// Finds the plan message and the recipient mailbox a decision is about:
+    /// by Message-ID and party, or else by the UID the message was fetched
+    /// with (a message the engine could not read names no Message-ID).
     fn identify(&self, event: &EmailProcessed) -> Option<(u32, u32)> {
         let party = event
             .party
             .as_ref()
             .and_then(|owner| self.mailbox_index.get(&owner.name().to_ascii_lowercase()))
             .copied();
-        let by_message_id = event
-            .message_id
-            .as_deref()
-            .and_then(|message_id| self.find(message_id));
-        if let (Some(id), Some(party)) = (by_message_id, party) {
+        if let (Some(message_id), Some(party)) = (event.message_id.as_deref(), party)
+            && let Some(id) = self.find_for(message_id, party)
+        {
             return Some((id, party));
         }
-        // A copy without a readable original (forwarded inline) is found by
-        // its UID in the forward mailbox.
-        if event.mailbox.as_str() != super::world::FORWARD_ID {
-            return None;
+        let uid = uid_of(&event.key)?;
+        if event.mailbox.as_str() == super::world::FORWARD_ID {
+            let &(tag, from) = self.forward_copies.get(&uid)?;
+            return Some((tag, party.unwrap_or(from)));
         }
-        let &(tag, from) = uid_of(&event.key).and_then(|uid| self.forward_copies.get(&uid))?;
-        Some((tag, party.unwrap_or(from)))
+        let index = *self
+            .mailbox_index
+            .get(&event.mailbox.as_str().to_ascii_lowercase())?;
+        let &tag = self.by_uid.get(&(index, uid))?;
+        Some((tag, index))
     }
 }
 

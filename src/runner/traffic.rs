@@ -81,8 +81,9 @@ pub struct Plan {
     pub messages: Vec<Planned>,
     /// Contents of the replayed `.eml` files, per rule.
     pub eml: Vec<Vec<Bytes>>,
-    /// Message-IDs of replayed `.eml` files (without angle brackets), by plan id.
-    pub eml_message_ids: HashMap<String, u32>,
+    /// Plan ids of replayed `.eml` files by their Message-ID (without angle
+    /// brackets); files may share one.
+    pub eml_message_ids: HashMap<String, Vec<u32>>,
 }
 
 impl Plan {
@@ -173,14 +174,23 @@ impl Plan {
             let parsed = mail_parser::MessageParser::new().parse_headers(raw);
             if let Some(message_id) = parsed.as_ref().and_then(|parsed| parsed.message_id()) {
                 self.eml_message_ids
-                    .insert(message_id.to_owned(), id as u32);
+                    .entry(message_id.to_owned())
+                    .or_default()
+                    .push(id as u32);
             }
         }
     }
 
-    /// The plan id of the message with `message_id`, if the plan made or replays it.
-    pub fn find(&self, message_id: &str) -> Option<u32> {
-        parse_message_id(message_id).or_else(|| self.eml_message_ids.get(message_id).copied())
+    /// The plan ids of the messages with `message_id` that the plan made
+    /// or replays: one for generated mail, any number for replayed files.
+    pub fn find(&self, message_id: &str) -> impl Iterator<Item = u32> + '_ {
+        let replayed = self
+            .eml_message_ids
+            .get(message_id)
+            .map_or(&[][..], Vec::as_slice);
+        parse_message_id(message_id)
+            .into_iter()
+            .chain(replayed.iter().copied())
     }
 
     /// True when plan message `id` carries a Message-ID that [`Plan::find`] knows.
@@ -188,7 +198,7 @@ impl Plan {
         let Some(message) = self.messages.get(id as usize) else {
             return false;
         };
-        message.eml == NONE || self.eml_message_ids.values().any(|&known| known == id)
+        message.eml == NONE || self.eml_message_ids.values().any(|ids| ids.contains(&id))
     }
 
     /// Chooses senders, sizes, copies and replies, in arrival order, so a

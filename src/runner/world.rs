@@ -361,6 +361,23 @@ pub fn schedule_faults(
     }
 }
 
+/// Checks that the engine accepts the configuration each of the scenario's
+/// strategies builds, so that a scenario `mailsim check` passes also runs.
+pub fn check_engine_configs(scenario: &Scenario) -> Result<(), String> {
+    for &strategy in &scenario.strategies {
+        engine_config(scenario, strategy)
+            .validate()
+            .map_err(|errors| {
+                format!(
+                    "{}: the {} strategy's engine configuration is invalid: {errors}",
+                    scenario.file,
+                    strategy.name()
+                )
+            })?;
+    }
+    Ok(())
+}
+
 fn engine_config(scenario: &Scenario, strategy: Strategy) -> Config {
     let cluster = &scenario.cluster;
     let protocol = match scenario.server.protocol {

@@ -53,8 +53,8 @@ pub struct ServerTable {
     pub preset: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub latency: Option<Span>,
-    pub max_connections: Option<u32>,
-    pub receive_per_hour: Option<u32>,
+    pub max_connections: Option<Spanned<u32>>,
+    pub receive_per_hour: Option<Spanned<u32>>,
     pub command_budget: Option<Budget>,
     pub backoff_hint: Option<Span>,
 }
@@ -70,10 +70,10 @@ pub struct ClusterTable {
     pub batch_size: Option<Spanned<u32>>,
     pub max_per_cycle: Option<Spanned<u32>>,
     pub max_connections: Option<Spanned<u32>>,
-    pub retry_interval: Option<Span>,
+    pub retry_interval: Option<Spanned<Span>>,
     pub max_retries: Option<u32>,
     pub max_email_attempts: Option<Spanned<u32>>,
-    pub command_timeout: Option<Span>,
+    pub command_timeout: Option<Spanned<Span>>,
     pub enable_after_fault: Option<bool>,
 }
 
@@ -90,7 +90,7 @@ pub struct RecordsTable {
 pub struct ForwardingTable {
     pub mode: Option<Spanned<String>>,
     pub delay: Option<Span>,
-    pub mailbox: Option<String>,
+    pub mailbox: Option<Spanned<String>>,
 }
 
 /// `[[users]]` and `[[queues]]`: a group of mailboxes.
@@ -108,7 +108,7 @@ pub struct GroupTable {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactsTable {
-    pub count: Option<u32>,
+    pub count: Option<Spanned<u32>>,
     pub address: Option<Spanned<String>>,
     pub unknown_share: Option<Spanned<f64>>,
 }
@@ -129,13 +129,13 @@ pub struct TrafficTable {
     #[serde(default)]
     pub bursts: Vec<Spanned<BurstTable>>,
     pub reply_share: Option<Spanned<f64>>,
-    pub reply_keys: Option<Vec<Spanned<String>>>,
+    pub reply_keys: Option<Spanned<Vec<Spanned<String>>>>,
     pub cc: Option<Spanned<String>>,
     pub cc_share: Option<Spanned<f64>>,
-    pub size: Option<SizeSpec>,
+    pub size: Option<Spanned<SizeSpec>>,
     pub eml_dir: Option<Spanned<String>>,
-    pub from: Option<Span>,
-    pub until: Option<Span>,
+    pub from: Option<Spanned<Span>>,
+    pub until: Option<Spanned<Span>>,
 }
 
 /// A burst: `count` messages spread over `over`, starting at `at`.
@@ -148,11 +148,35 @@ pub struct BurstTable {
 }
 
 /// A message size: fixed (`"4KB"`) or drawn from a log-normal distribution.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum SizeSpec {
     Fixed(Size),
     LogNormal(LogNormalTable),
+}
+
+impl<'de> Deserialize<'de> for SizeSpec {
+    // Written by hand so that a bad value gets the size's own message
+    // instead of serde's "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SizeSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a size such as \"3.6KB\", or a table { median = \"3KB\", sigma = 1.0, max = \"1MB\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SizeSpec, E> {
+                text.parse().map(SizeSpec::Fixed).map_err(E::custom)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<SizeSpec, M::Error> {
+                let table =
+                    LogNormalTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SizeSpec::LogNormal(table))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `{ median = "3KB", sigma = 1.0, max = "1MB" }`
@@ -172,10 +196,10 @@ pub struct FaultTable {
     pub group: Option<Spanned<String>>,
     pub reads_mail_of: Option<Spanned<String>>,
     pub kind: Spanned<String>,
-    pub from: Span,
+    pub from: Spanned<Span>,
     pub until: Option<Spanned<Span>>,
     pub bytes: Option<Spanned<u64>>,
-    pub count: Option<u32>,
+    pub count: Option<Spanned<u32>>,
 }
 
 /// `[[expect]]`: a bound on a metric.

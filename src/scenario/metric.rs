@@ -64,8 +64,14 @@ impl ErrorLevel {
 pub enum Metric {
     /// Mailboxes the engine polls: the forward mailbox and every direct one.
     PolledMailboxes,
+    /// Messages the mail service accepted for user and queue mailboxes.
+    Sent,
     /// Messages stored in user and queue mailboxes, one per message and mailbox.
     Delivered,
+    /// Email activities: one per distinct message recorded.
+    Activities,
+    /// Queue items: one per activity and accepting queue.
+    QueueItems,
     /// Records created: one per message and accepting party.
     Records,
     /// Deliveries to a synced mailbox with neither a record nor a reported decision after the drain.
@@ -110,9 +116,12 @@ pub enum Metric {
 }
 
 /// Plain metric names, for help texts.
-pub const SIMPLE_NAMES: [&str; 20] = [
+pub const SIMPLE_NAMES: [&str; 23] = [
     "polled_mailboxes",
+    "sent",
     "delivered",
+    "activities",
+    "queue_items",
     "records",
     "lost",
     "duplicated",
@@ -143,7 +152,10 @@ impl Metric {
     pub fn parse(text: &str, groups: &[&str]) -> Result<Self, String> {
         let simple = match text {
             "polled_mailboxes" => Some(Self::PolledMailboxes),
+            "sent" => Some(Self::Sent),
             "delivered" => Some(Self::Delivered),
+            "activities" => Some(Self::Activities),
+            "queue_items" => Some(Self::QueueItems),
             "records" => Some(Self::Records),
             "lost" => Some(Self::Lost),
             "duplicated" => Some(Self::Duplicated),
@@ -211,7 +223,10 @@ impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PolledMailboxes => f.write_str("polled_mailboxes"),
+            Self::Sent => f.write_str("sent"),
             Self::Delivered => f.write_str("delivered"),
+            Self::Activities => f.write_str("activities"),
+            Self::QueueItems => f.write_str("queue_items"),
             Self::Records => f.write_str("records"),
             Self::Lost => f.write_str("lost"),
             Self::Duplicated => f.write_str("duplicated"),

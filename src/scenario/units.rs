@@ -9,28 +9,43 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
 
-/// A duration written with a unit: `250ms`, `90s`, `5m`, `8h` or `2d`.
+/// A duration written with units: `250ms`, `90s`, `5m`, `8h`, `2d` or `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span(pub Duration);
 
-const DURATION_HELP: &str =
-    "use a number with a unit ms, s, m, h or d, such as \"250ms\", \"90s\", \"5m\" or \"8h\"";
+const DURATION_HELP: &str = "use numbers with the units ms, s, m, h or d, such as \"250ms\", \"90s\", \"5m\", \"8h\" or \"1h30m\"";
 
 impl FromStr for Span {
     type Err = String;
 
+    /// Parses one or more number-and-unit parts, such as `90s` or `1h30m`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || format!("invalid duration {text:?}: {DURATION_HELP}");
-        let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
-        let seconds_per_unit = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return Err(invalid()),
-        };
-        let seconds = value * seconds_per_unit;
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        let mut seconds = 0.0;
+        while !rest.is_empty() {
+            let split = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let value: f64 = rest[..split].parse().map_err(|_| invalid())?;
+            rest = &rest[split..];
+            let (unit_seconds, unit_length) = if rest.starts_with("ms") {
+                (0.001, 2)
+            } else {
+                match rest.chars().next() {
+                    Some('s') => (1.0, 1),
+                    Some('m') => (60.0, 1),
+                    Some('h') => (3600.0, 1),
+                    Some('d') => (86_400.0, 1),
+                    _ => return Err(invalid()),
+                }
+            };
+            rest = &rest[unit_length..];
+            seconds += value * unit_seconds;
+        }
         if !seconds.is_finite() || seconds > 365.0 * 86_400.0 {
             return Err(format!(
                 "invalid duration {text:?}: at most 365d is allowed"
@@ -231,6 +246,8 @@ mod tests {
             ("2d", 172_800_000),
             ("1.5h", 5_400_000),
             ("0.1s", 100),
+            ("1h30m", 5_400_000),
+            ("2m30s500ms", 150_500),
         ];
         for (text, millis) in cases {
             assert_eq!(
@@ -249,6 +266,8 @@ mod tests {
         assert!("5x".parse::<Span>().is_err());
         assert!("-5m".parse::<Span>().is_err());
         assert!("".parse::<Span>().is_err());
+        assert!("1h30".parse::<Span>().is_err());
+        assert!("h".parse::<Span>().is_err());
     }
 
     #[test]
