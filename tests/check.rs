@@ -73,6 +73,43 @@ fn unknown_metric_is_located() {
 }
 
 #[test]
+fn empty_name_is_located() {
+    assert_problem("empty-name.toml", "1:8", "name is empty");
+}
+
+#[test]
+fn zero_sla_is_located() {
+    assert_problem("zero-sla.toml", "3:7", "sla is 0s; it must be above 0s");
+}
+
+#[test]
+fn poll_interval_under_a_second_is_located() {
+    assert_problem(
+        "short-poll-interval.toml",
+        "5:17",
+        "poll_interval is 1ms; it must be at least 1s",
+    );
+}
+
+#[test]
+fn ratio_to_own_strategy_is_located() {
+    assert_problem(
+        "ratio-to-itself.toml",
+        "16:12",
+        "ratio_to \"forward\" is the expectation's own strategy",
+    );
+}
+
+#[test]
+fn mixed_strategy_without_forward_group_is_located() {
+    assert_problem(
+        "mixed-without-forward-group.toml",
+        "3:14",
+        "no group has mixed = \"forward\"",
+    );
+}
+
+#[test]
 fn every_problem_of_a_file_is_listed() {
     let (code, stderr) = check("tests/scenarios/broken/several-problems.toml");
     assert_eq!(code, 2);

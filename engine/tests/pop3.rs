@@ -231,3 +231,37 @@ async fn wrong_password_raises_alert() -> TestResult {
     assert!(reasons.is_empty());
     Ok(())
 }
+
+/// A DELE answered as throttled fails the cycle, but the cycle still ends
+/// with QUIT, so the DELEs accepted before it apply, and the next cycle
+/// deletes the rest without recording anything twice.
+#[tokio::test]
+async fn throttled_dele_still_applies_accepted_deletions() -> TestResult {
+    for pipelining in [false, true] {
+        let peer = peer(pipelining, 5);
+        peer.with("box", |drop| drop.throttle_dele_after = Some(2));
+        let config = config(Owner::queue("support"), true);
+        let store = MemoryStore::new();
+        let mailbox = [MailboxId::new("box")];
+
+        let report = sync_once(&config, &mailbox, &store, &peer).await?;
+        assert_eq!(
+            report.mailboxes[0].error.as_ref().map(|error| error.0),
+            Some(ErrorKind::Throttled),
+            "pipelining {pipelining}"
+        );
+        assert_eq!(store.snapshot().incoming_activities(), 5);
+        assert_eq!(peer.with("box", |drop| drop.quits), 1);
+        assert_eq!(peer.with("box", |drop| drop.messages.len()), 3);
+
+        peer.with("box", |drop| drop.throttle_dele_after = None);
+        let report = sync_once(&config, &mailbox, &store, &peer).await?;
+        assert!(
+            report.mailboxes[0].error.is_none(),
+            "pipelining {pipelining}"
+        );
+        assert_eq!(store.snapshot().incoming_activities(), 5);
+        assert!(peer.with("box", |drop| drop.messages.is_empty()));
+    }
+    Ok(())
+}

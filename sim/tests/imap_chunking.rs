@@ -4,8 +4,11 @@
 //! The commands are LOGIN, SELECT, FETCH, UID FETCH, STORE, SEARCH, NOOP,
 //! CLOSE and LOGOUT with generated arguments, sent in one go without
 //! waiting for replies (pipelined), once as a single write and once in
-//! chunks of generated sizes. Each run starts from a fresh copy of the test
-//! organisation, so both see the same mailbox state.
+//! chunks of generated sizes. String arguments come as atoms, quoted
+//! strings and both kinds of literal. Each run starts from a fresh copy of
+//! the test organisation, so both see the same mailbox state. The property
+//! also checks that every command up to the first LOGOUT gets one tagged
+//! response, in order, unless the server ends the session with BYE first.
 
 mod common;
 
@@ -116,7 +119,8 @@ fn astring() -> impl Strategy<Value = StringForm> {
     ]
 }
 
-/// One command without its tag and final CRLF; literals put CRLFs inside.
+/// Generates one command without its tag and final CRLF. Literals put
+/// CRLFs inside it.
 fn command() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => (
@@ -161,7 +165,7 @@ fn command() -> impl Strategy<Value = String> {
     ]
 }
 
-/// A command sequence. Most sequences start logged in with INBOX
+/// Generates a command sequence. Most sequences start logged in with INBOX
 /// selected, so the commands that need a selected mailbox run.
 fn conversation() -> impl Strategy<Value = Vec<String>> {
     let start = prop_oneof![
@@ -185,8 +189,8 @@ fn tagged_input(commands: &[String]) -> Vec<u8> {
         .collect()
 }
 
-/// Returns the tags a server must answer: every command up to and
-/// including the first LOGOUT, after which the session ends.
+/// Returns the tags the server must send a tagged response for: every
+/// command up to and including the first LOGOUT, which ends the session.
 fn expected_tags(commands: &[String]) -> Vec<String> {
     let answered = commands
         .iter()

@@ -13,7 +13,7 @@ use super::units::{Budget, Rate, Size, Span};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

@@ -26,10 +26,10 @@ pub fn run(text: &str) -> Result<Run, String> {
 }
 
 /// Checks that every delivery of every strategy yields exactly one record
-/// for its mailbox: no report counts a lost or duplicated message, every
-/// delivery has a record created no earlier than its arrival, every
-/// (Message-ID, party) has one record, and the report's delivered and
-/// records counts match the trace.
+/// for its mailbox. No report may count a lost or duplicated message, each
+/// delivery needs a record created no earlier than its arrival, and each
+/// (Message-ID, party) needs exactly one record. The report's delivered and
+/// records counts must also match the trace.
 pub fn no_loss_no_duplicate(run: &Run) -> Result<(), String> {
     let mut problems = Vec::new();
     for (report, trace) in run.report.strategies.iter().zip(&run.traces) {

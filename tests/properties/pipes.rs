@@ -5,8 +5,8 @@
 //! Every read or write that moves at least one byte counts as one I/O
 //! operation. The counter runs over all connections in the order the engine
 //! opens them, so a cut at operation `k` falls inside whichever connection
-//! is open at that point: in the greeting, the login, a listing, a
-//! download, a flag update or the logout.
+//! is open at that point. That may be in the greeting, the login, a
+//! listing, a download, a flag update or the logout.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -17,6 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use engine::events::{Event, EventSink};
+use engine::records::SourceKey;
 use engine::{
     Config, ConnectTarget, Connector, Credentials, Engine, EngineSettings, MailboxConfig,
     MailboxId, MemoryStore, Owner, Protocol, ServerProfile, TrackingFilter, VecSink, sync_once,
@@ -45,7 +47,7 @@ pub enum CutMode {
 /// One mailbox of the generated organisation.
 #[derive(Clone, Debug)]
 pub struct MailboxSpec {
-    /// A queue deletes processed mail; a user keeps it.
+    /// A queue polled directly deletes processed mail; a user keeps it.
     pub queue: bool,
     /// Whether a server-side rule forwards its mail to the forward mailbox.
     pub via_forward: bool,
@@ -57,7 +59,8 @@ pub struct MailboxSpec {
 pub struct MessageSpec {
     pub body_bytes: usize,
     pub recipients: Vec<prop::sample::Index>,
-    /// Delivered after the first sync attempt instead of before it.
+    /// Delivered after the first `sync_once` attempt, or ten minutes into
+    /// the scheduled engine's run, instead of before the start.
     pub late: bool,
 }
 
@@ -299,7 +302,7 @@ pub struct Cuts {
     operations: AtomicUsize,
     pending: Mutex<VecDeque<usize>>,
     /// Connections cut so far.
-    pub made: AtomicUsize,
+    pub cut_connections: AtomicUsize,
 }
 
 impl Cuts {
@@ -329,7 +332,7 @@ impl Cuts {
             while pending.front().is_some_and(|&point| point <= done) {
                 pending.pop_front();
             }
-            self.made.fetch_add(1, Ordering::SeqCst);
+            self.cut_connections.fetch_add(1, Ordering::SeqCst);
             true
         } else {
             false
@@ -443,6 +446,9 @@ pub struct CrashOutcome {
     /// I/O operations of the same sync without cuts, which the cut points
     /// are fractions of.
     pub uncut_operations: usize,
+    /// Messages the engine decided more than once, by the mailbox that
+    /// fetched them and their UID or UIDL, with the number of decisions.
+    pub decided_again: Vec<(MailboxId, SourceKey, usize)>,
     /// Records per (Message-ID, party) at the end.
     pub parties: BTreeMap<(Arc<str>, Owner), usize>,
     /// Messages left in each deleting mailbox's INBOX at the end.
@@ -464,6 +470,23 @@ async fn uncut_operations(spec: &CrashSpec) -> Result<usize, String> {
         .await
         .map_err(|error| format!("the uncut sync failed to start: {error}"))?;
     Ok(cuts.operations())
+}
+
+/// Returns the messages decided more than once in `events`.
+fn decided_again(events: &[Event]) -> Vec<(MailboxId, SourceKey, usize)> {
+    let mut decisions: BTreeMap<(MailboxId, SourceKey), usize> = BTreeMap::new();
+    for event in events {
+        if let Event::EmailProcessed(processed) = event {
+            *decisions
+                .entry((processed.mailbox.clone(), processed.key.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    decisions
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|((mailbox, key), count)| (mailbox, key, count))
+        .collect()
 }
 
 /// Converts the spec's cut points from permille to I/O operations.
@@ -503,12 +526,13 @@ async fn engine_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
         mode: spec.mode,
     };
     let store = Arc::new(MemoryStore::new());
+    let events = Arc::new(VecSink::new());
     let start = Instant::now();
     let engine = Engine::start(
         spec.config(),
         Arc::clone(&store),
         connector,
-        Arc::new(VecSink::new()),
+        Arc::clone(&events) as Arc<dyn EventSink>,
     )
     .map_err(|error| format!("the engine rejected the configuration: {error}"))?;
     tokio::time::sleep_until(start + Duration::from_secs(600)).await;
@@ -518,7 +542,8 @@ async fn engine_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
 
     Ok(CrashOutcome {
         created_after_clean: None,
-        cuts_made: cuts.made.load(Ordering::SeqCst),
+        decided_again: decided_again(&events.events()),
+        cuts_made: cuts.cut_connections.load(Ordering::SeqCst),
         uncut_operations: total,
         parties: store.snapshot().party_counts(),
         left_on_server: spec.left_on_server(&service),
@@ -527,7 +552,7 @@ async fn engine_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
 
 /// Runs `sync_once` with connections cut at the spec's points, and again
 /// after each failure, until one attempt syncs every mailbox without an
-/// error; the late messages arrive after the first attempt. A final
+/// error. The late messages arrive after the first attempt. A final
 /// attempt then runs with nothing new to fetch.
 async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
     let total = uncut_operations(spec).await?;
@@ -576,16 +601,22 @@ async fn sync_with_cuts(spec: &CrashSpec) -> Result<CrashOutcome, String> {
         return Err(format!(
             "no clean sync after {} attempts with {} cuts of {points:?}; errors: {errors:?}",
             attempts.len(),
-            cuts.made.load(Ordering::SeqCst)
+            cuts.cut_connections.load(Ordering::SeqCst)
         ));
     }
     let last = sync_once(&config, &polled, &store, &connector)
         .await
         .map_err(|error| format!("sync_once failed to start: {error}"))?;
 
+    let mut events: Vec<Event> = attempts
+        .iter()
+        .flat_map(|report| report.events.iter().cloned())
+        .collect();
+    events.extend(last.events.iter().cloned());
     Ok(CrashOutcome {
         created_after_clean: Some(last.records_created()),
-        cuts_made: cuts.made.load(Ordering::SeqCst),
+        decided_again: decided_again(&events),
+        cuts_made: cuts.cut_connections.load(Ordering::SeqCst),
         uncut_operations: total,
         parties: store.snapshot().party_counts(),
         left_on_server: spec.left_on_server(&service),

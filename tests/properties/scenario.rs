@@ -1,7 +1,7 @@
 //! Generated scenario files: organisations, traffic, fault schedules,
 //! protocol and strategies, rendered as TOML text that `mailsim run` reads.
 //!
-//! A [`Spec`] holds every generated choice. References between tables (a
+//! A [`Spec`] contains every generated choice. References between tables (a
 //! traffic rule's target, a fault's mailbox) are [`Index`] values that
 //! [`Spec::render`] resolves against the generated groups, so shrinking a
 //! group never leaves a dangling reference. Fault times are drawn as
@@ -639,6 +639,11 @@ pub fn spec(shape: Shape) -> impl Strategy<Value = Spec> {
     let server = (
         proptest::option::weighted(0.3, 1u32..=10),
         proptest::option::weighted(0.2, 300u32..=2_000),
+        // NOTE: budgets start at 500 commands per 10 minutes. Smaller ones
+        // stall mailboxes for good: POP3 mailboxes that delete (the ignored
+        // regression test `pop3_throttled_deletes_stall_queue`), and IMAP
+        // mailboxes whose retry interval is shorter than the bucket needs to
+        // refill one cycle's commands.
         proptest::option::weighted(0.2, 500u32..=3_000),
         proptest::option::weighted(0.2, 10u32..=300),
     );

@@ -4,7 +4,9 @@
 //! processed UIDLs, pruned to the UIDLs still in the maildrop. Deletions
 //! (DELE) take effect only at QUIT, so a session cut short deletes nothing.
 //! The next cycle finds those messages in the processed set and deletes them
-//! without processing them again.
+//! without processing them again. A cycle that fails on an answered error,
+//! such as a throttled command, still sends QUIT so that the deletions the
+//! server accepted take effect.
 
 use std::collections::BTreeSet;
 
@@ -48,9 +50,40 @@ where
     E: EventSink + ?Sized,
 {
     let settings = context.settings;
+    let mut session = Pop3Session::connect(stream, settings.command_timeout).await?;
+    match sync_session(context, &mut session, stats).await {
+        Ok(()) => {}
+        Err(error) => {
+            session.close_after_error(settings.max_message_size).await;
+            return Err(error);
+        }
+    }
+    // Records are committed; a failed QUIT only postpones deletions, which
+    // the next cycle redoes.
+    if let Err(error) = session.quit().await {
+        tracing::warn!(mailbox = %context.mailbox.id, protocol = "pop3", %error, "QUIT failed");
+        if context.mailbox.delete_after_processing {
+            return Err(error.into());
+        }
+    }
+    Ok(())
+}
+
+/// Logs in, lists, downloads and processes new mail and marks processed
+/// mail for deletion; the caller ends the session.
+async fn sync_session<St, R, E>(
+    context: &CycleContext<'_, R, E>,
+    session: &mut Pop3Session<St>,
+    stats: &mut CycleStats,
+) -> Result<(), CycleError>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    R: RecordStore + ?Sized,
+    E: EventSink + ?Sized,
+{
+    let settings = context.settings;
     let mailbox = context.mailbox;
     let delete = mailbox.delete_after_processing;
-    let mut session = Pop3Session::connect(stream, settings.command_timeout).await?;
     session
         .login(&context.credentials.username, &context.credentials.password)
         .await?;
@@ -101,7 +134,7 @@ where
     };
     let result = retrieve_and_commit(
         context,
-        &mut session,
+        session,
         &state,
         new,
         &mut retrieval,
@@ -124,14 +157,6 @@ where
     if delete {
         let numbers: Vec<u32> = handled.iter().map(|entry| entry.number).collect();
         session.dele_all(&numbers, pipelining).await?;
-    }
-    // Records are committed; a failed QUIT only postpones deletions, which
-    // the next cycle redoes.
-    if let Err(error) = session.quit().await {
-        tracing::warn!(mailbox = %mailbox.id, protocol = "pop3", %error, "QUIT failed");
-        if delete {
-            return Err(error.into());
-        }
     }
     Ok(())
 }

@@ -46,6 +46,12 @@ pub(crate) struct Pop3Session<S> {
     reader: Reader,
     buffer: Box<[u8]>,
     timeout: Duration,
+    /// Commands sent whose status line has not been read yet.
+    awaiting: usize,
+    /// Set when a read or write failed, timed out or could not be parsed:
+    /// the session can no longer tell which response belongs to which
+    /// command.
+    broken: bool,
 }
 
 impl<S> Pop3Session<S>
@@ -59,6 +65,8 @@ where
             reader: Reader::new(MAX_LINE),
             buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             timeout,
+            awaiting: 0,
+            broken: false,
         };
         match session.read_status().await? {
             Status::Ok(_) => Ok(session),
@@ -141,7 +149,7 @@ where
             commands.push_str(&number.to_string());
             commands.push_str("\r\n");
         }
-        self.write(commands.as_bytes()).await
+        self.write(commands.as_bytes(), numbers.len()).await
     }
 
     /// Reads the response to one RETR sent by [`Pop3Session::send_retrs`].
@@ -178,13 +186,17 @@ where
             commands.push_str(&number.to_string());
             commands.push_str("\r\n");
         }
-        self.write(commands.as_bytes()).await?;
+        self.write(commands.as_bytes(), numbers.len()).await?;
+        // Every response is read, so that the session stays in step for a
+        // QUIT that applies the DELEs the server accepted.
+        let mut first_error = None;
         for _ in numbers {
             if let Status::Err { code, text } = self.read_status().await? {
-                return Err(classify(code.as_deref(), text, CommandKind::Other));
+                first_error
+                    .get_or_insert_with(|| classify(code.as_deref(), text, CommandKind::Other));
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Ends the session; the server deletes the marked messages now.
@@ -192,6 +204,28 @@ where
         self.simple(&["QUIT"], CommandKind::Other).await?;
         let _ = tokio::time::timeout(self.timeout, self.stream.shutdown()).await;
         Ok(())
+    }
+
+    /// Ends a session whose cycle failed. When the server answered the
+    /// failing command and nothing broke the exchange, it reads the
+    /// responses to RETRs still in flight and sends QUIT, so the DELEs the
+    /// server accepted before the failure take effect (RFC 1939, section
+    /// 6). Without that, a throttled deleting mailbox keeps every processed
+    /// message and spends each later cycle deleting them again. Otherwise
+    /// it drops the connection.
+    pub(crate) async fn close_after_error(mut self, max_size: usize) {
+        // RETR is the only command sent ahead of its answers whose
+        // responses are not all read at once, so whatever is awaited here
+        // is a RETR response.
+        while !self.broken && self.awaiting > 0 {
+            // An answered -ERR to a RETR still leaves the session in step.
+            let _ = self.read_retr(max_size).await;
+        }
+        if !self.broken
+            && let Err(error) = self.quit().await
+        {
+            tracing::debug!(%error, "QUIT after a failed cycle failed");
+        }
     }
 
     async fn simple(&mut self, parts: &[&str], kind: CommandKind) -> Result<String, SessionError> {
@@ -209,10 +243,14 @@ where
 
     async fn read_body(&mut self, max_body: usize) -> Result<Bytes, SessionError> {
         loop {
-            if let Some(body) = self.reader.body(max_body).map_err(parse_error)? {
-                return Ok(body);
+            match self.reader.body(max_body) {
+                Ok(Some(body)) => return Ok(body),
+                Ok(None) => self.fill().await?,
+                Err(error) => {
+                    self.broken = true;
+                    return Err(parse_error(error));
+                }
             }
-            self.fill().await?;
         }
     }
 
@@ -222,32 +260,45 @@ where
             line.extend_from_slice(part.as_bytes());
         }
         line.extend_from_slice(b"\r\n");
-        self.write(&line).await
+        self.write(&line, 1).await
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+    /// Writes `bytes`, which hold `commands` commands.
+    async fn write(&mut self, bytes: &[u8], commands: usize) -> Result<(), SessionError> {
         let write = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(self.timeout, write).await {
+        let result = match tokio::time::timeout(self.timeout, write).await {
             Err(_) => Err(SessionError::TimedOut(self.timeout)),
             Ok(result) => result.map_err(SessionError::from),
+        };
+        match result {
+            Ok(()) => self.awaiting += commands,
+            Err(_) => self.broken = true,
         }
+        result
     }
 
     async fn read_status(&mut self) -> Result<Status, SessionError> {
         loop {
-            if let Some(status) = self.reader.status().map_err(parse_error)? {
-                return Ok(status);
+            match self.reader.status() {
+                Ok(Some(status)) => {
+                    self.awaiting = self.awaiting.saturating_sub(1);
+                    return Ok(status);
+                }
+                Ok(None) => self.fill().await?,
+                Err(error) => {
+                    self.broken = true;
+                    return Err(parse_error(error));
+                }
             }
-            self.fill().await?;
         }
     }
 
     async fn fill(&mut self) -> Result<(), SessionError> {
         let read = self.stream.read(&mut self.buffer);
-        match tokio::time::timeout(self.timeout, read).await {
+        let result = match tokio::time::timeout(self.timeout, read).await {
             Err(_) => Err(SessionError::TimedOut(self.timeout)),
             Ok(Err(error)) => Err(SessionError::from(error)),
             Ok(Ok(0)) => Err(SessionError::Closed),
@@ -256,7 +307,11 @@ where
                     .feed(self.buffer.get(..count).unwrap_or_default());
                 Ok(())
             }
+        };
+        if result.is_err() {
+            self.broken = true;
         }
+        result
     }
 }
 

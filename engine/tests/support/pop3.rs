@@ -24,6 +24,8 @@ pub struct Maildrop {
     pub reset_after_retrs: Option<u32>,
     /// RETR responses sent so far.
     pub retrs: u32,
+    /// Answer DELE as throttled once a session has had this many accepted.
+    pub throttle_dele_after: Option<usize>,
     /// Sessions that ended with QUIT.
     pub quits: u32,
 }
@@ -139,6 +141,11 @@ async fn serve(peer: Pop3Peer, mailbox: String, stream: DuplexStream) {
                     None => (b"-ERR no such message\r\n".to_vec(), false),
                 }
             }
+            "DELE" if drop.throttle_dele_after == Some(deleted.len()) => (
+                b"-ERR [SYS/TEMP] Request is throttled. Suggested Backoff Time: 1000 milliseconds\r\n"
+                    .to_vec(),
+                false,
+            ),
             "DELE" => {
                 let index = argument.parse::<usize>().unwrap_or(0).wrapping_sub(1);
                 deleted.push(index);

@@ -23,7 +23,7 @@ impl Resolver<'_, '_> {
                 return None;
             }
         };
-        let applies_to = match &raw.strategy {
+        let mut applies_to = match &raw.strategy {
             None => strategies.to_vec(),
             Some(name) if name.get_ref() == "all" => strategies.to_vec(),
             Some(name) => {
@@ -67,6 +67,31 @@ impl Resolver<'_, '_> {
                 }
             },
         };
+        if let (Some(base), Some(name)) = (ratio_to, &raw.ratio_to) {
+            // A strategy divided by itself is always 1: compare the others.
+            let named = raw.strategy.as_ref().filter(|s| s.get_ref() != "all");
+            if named.is_some() && applies_to == [base] {
+                self.error(
+                    span_of(name),
+                    format!(
+                        "ratio_to {:?} is the expectation's own strategy, so the ratio is always 1; name another strategy",
+                        name.get_ref()
+                    ),
+                );
+                return None;
+            }
+            applies_to.retain(|strategy| *strategy != base);
+            if applies_to.is_empty() {
+                self.error(
+                    span_of(name),
+                    format!(
+                        "ratio_to {:?} is the scenario's only strategy, so there is nothing to compare with it",
+                        name.get_ref()
+                    ),
+                );
+                return None;
+            }
+        }
         // A ratio is a plain number even for time metrics.
         let as_duration = metric.is_duration() && ratio_to.is_none();
         let mut bounds = Vec::new();

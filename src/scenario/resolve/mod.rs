@@ -25,6 +25,9 @@ use super::{
 
 pub use traffic::MAX_MESSAGES;
 
+const MILLISECOND: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+
 /// Parses and checks `text`.
 pub fn resolve(file: &str, text: &str, base: &Path) -> Result<Scenario, ScenarioError> {
     let mut problems = Problems::new(file, text);
@@ -73,6 +76,12 @@ impl Resolver<'_, '_> {
     }
 
     fn scenario(&mut self, file: &str, raw: ScenarioFile) -> Scenario {
+        if raw.name.get_ref().trim().is_empty() {
+            self.error(
+                span_of(&raw.name),
+                "name is empty; give the scenario a name for the report",
+            );
+        }
         let duration = raw.duration.get_ref().0;
         if duration.is_zero() {
             self.error(span_of(&raw.duration), "duration must be above 0s");
@@ -113,6 +122,29 @@ impl Resolver<'_, '_> {
                 ),
             );
         }
+        if let Some(raw_list) = &raw.strategies
+            && strategies.contains(&Strategy::Mixed)
+        {
+            let via_forward = groups
+                .iter()
+                .filter(|group| group.mixed == Incoming::ViaForward)
+                .count();
+            let same_as = if via_forward == 0 {
+                Some(("no group has", "individual"))
+            } else if via_forward == groups.len() {
+                Some(("every group has", "forward"))
+            } else {
+                None
+            };
+            if let Some((which, strategy)) = same_as {
+                self.error(
+                    span_of(raw_list),
+                    format!(
+                        "{which} mixed = \"forward\", so the mixed strategy is the {strategy} strategy; set mixed = \"forward\" on some groups and \"direct\" on the others"
+                    ),
+                );
+            }
+        }
         let forward_used = strategies.iter().any(|strategy| match strategy {
             Strategy::Forward => true,
             Strategy::Individual => false,
@@ -138,14 +170,17 @@ impl Resolver<'_, '_> {
 
         Scenario {
             file: file.to_owned(),
-            name: raw.name,
+            name: raw.name.into_inner(),
             description: raw.description.trim().to_owned(),
             seed: raw.seed,
             duration,
             drain,
-            sla: raw
-                .sla
-                .map_or(Duration::from_secs(30 * 60), |d| d.into_inner().0),
+            sla: self.at_least(
+                raw.sla.as_ref(),
+                "sla",
+                MILLISECOND,
+                Duration::from_secs(30 * 60),
+            ),
             strategies,
             server,
             cluster,
@@ -269,16 +304,26 @@ impl Resolver<'_, '_> {
         }
     }
 
-    fn above_zero(
+    /// A duration key that must be at least `min`.
+    fn at_least(
         &mut self,
         value: Option<&Spanned<Span>>,
         key: &str,
+        min: Duration,
         default: Duration,
     ) -> Duration {
         match value {
             None => default,
-            Some(value) if value.get_ref().0.is_zero() => {
-                self.error(span_of(value), format!("{key} must be above 0s"));
+            Some(value) if value.get_ref().0 < min => {
+                let bound = if min <= MILLISECOND {
+                    "above 0s".to_owned()
+                } else {
+                    format!("at least {}", Span(min))
+                };
+                self.error(
+                    span_of(value),
+                    format!("{key} is {}; it must be {bound}", value.get_ref()),
+                );
                 default
             }
             Some(value) => value.get_ref().0,
@@ -286,19 +331,24 @@ impl Resolver<'_, '_> {
     }
 
     fn cluster(&mut self, raw: &file::ClusterTable) -> Cluster {
-        let poll_interval = self.above_zero(
+        // Polls and retries below a second would turn a simulated day into
+        // billions of cycles; no mail service allows such polling either.
+        let poll_interval = self.at_least(
             raw.poll_interval.as_ref(),
             "poll_interval",
+            SECOND,
             Duration::from_secs(300),
         );
-        let retry_interval = self.above_zero(
+        let retry_interval = self.at_least(
             raw.retry_interval.as_ref(),
             "retry_interval",
+            SECOND,
             Duration::from_secs(300),
         );
-        let command_timeout = self.above_zero(
+        let command_timeout = self.at_least(
             raw.command_timeout.as_ref(),
             "command_timeout",
+            MILLISECOND,
             Duration::from_secs(60),
         );
         let idle_poll_max = match &raw.idle_poll_max {
