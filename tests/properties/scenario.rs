@@ -45,7 +45,8 @@ pub enum Faults {
 pub struct Shape {
     /// Which faults to generate.
     pub faults: Faults,
-    /// Strategies to list: `forward` and `individual`, plus `mixed` when set.
+    /// Strategies to list: `forward` and `individual`, plus `mixed` when set
+    /// and there are at least two groups.
     pub with_mixed: bool,
     /// Only the `individual` strategy, with a worker slot for every
     /// mailbox, no command budget and no receive limit.
@@ -733,7 +734,16 @@ pub fn spec(shape: Shape) -> impl Strategy<Value = Spec> {
                 if !shape.lossy_settings {
                     spec.ensure_capacity();
                 }
-                if shape.with_mixed {
+                // `mailsim check` refuses a mixed strategy that equals one
+                // of the others, so it needs a group of each kind.
+                if shape.with_mixed && spec.groups.len() >= 2 {
+                    if spec.groups.iter().all(|group| !group.mixed_forward) {
+                        spec.groups[0].mixed_forward = true;
+                    }
+                    if spec.groups.iter().all(|group| group.mixed_forward) {
+                        let last = spec.groups.len() - 1;
+                        spec.groups[last].mixed_forward = false;
+                    }
                     spec.strategies.push("mixed");
                 }
                 if shape.spare_capacity {
