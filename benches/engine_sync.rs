@@ -19,6 +19,10 @@ use engine::{
 };
 use support::{MESSAGES, Target};
 
+/// The allocator of the `mailsim` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config(target: &Target, protocol: Protocol) -> Config {
     let (host, port) = match protocol {
         Protocol::Imap => &target.imap,

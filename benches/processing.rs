@@ -11,6 +11,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use engine::process::{Processed, Processor};
 use engine::{Config, MailboxConfig, MailboxId, Owner, ServerProfile, TrackingFilter};
 
+/// The allocator of the `mailsim` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [(&str, usize); 4] = [
     ("1KB", 1_000),
     ("4KB", 4_000),

@@ -11,6 +11,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mailsim::runner::{RunOptions, run};
 use mailsim::scenario::{Scenario, Strategy};
 
+/// The allocator of the `mailsim` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCENARIO: &str = r#"
 name = "bench-hour"
 seed = 1

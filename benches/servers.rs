@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 
 use support::{MESSAGES, Target};
 
+/// The allocator of the `mailsim` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Messages sent per APPEND and SMTP iteration.
 const BATCH: usize = 2_000;
 

@@ -7,7 +7,9 @@
 //! Whatever depends on other records (duplicates, correlation) is left to
 //! [`decide`](crate::decide).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
