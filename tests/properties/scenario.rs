@@ -640,11 +640,11 @@ pub fn spec(shape: Shape) -> impl Strategy<Value = Spec> {
     let server = (
         proptest::option::weighted(0.3, 1u32..=10),
         proptest::option::weighted(0.2, 300u32..=2_000),
-        // NOTE: budgets start at 500 commands per 10 minutes. Smaller ones
-        // stall mailboxes for good: POP3 mailboxes that delete (the ignored
-        // regression test `pop3_throttled_deletes_stall_queue`), and IMAP
-        // mailboxes whose retry interval is shorter than the bucket needs to
-        // refill one cycle's commands.
+        // NOTE: budgets start at 500 commands per 10 minutes. With smaller
+        // ones, an IMAP mailbox whose retry interval is shorter than the
+        // bucket needs to refill one cycle's commands is throttled on every
+        // retry until its retries run out, and its mail is lost as
+        // configured, which these properties do not model.
         proptest::option::weighted(0.2, 500u32..=3_000),
         proptest::option::weighted(0.2, 10u32..=300),
     );

@@ -206,7 +206,7 @@ where
         Ok(())
     }
 
-    /// Ends a session whose cycle failed. When the server answered the
+    /// Ends a session whose cycle failed. When the server responded to the
     /// failing command and nothing broke the exchange, it reads the
     /// responses to RETRs still in flight and sends QUIT, so the DELEs the
     /// server accepted before the failure take effect (RFC 1939, section
@@ -214,11 +214,11 @@ where
     /// message and spends each later cycle deleting them again. Otherwise
     /// it drops the connection.
     pub(crate) async fn close_after_error(mut self, max_size: usize) {
-        // RETR is the only command sent ahead of its answers whose
-        // responses are not all read at once, so whatever is awaited here
-        // is a RETR response.
+        // RETR is the only pipelined command whose responses are not all
+        // read right after sending, so whatever is awaited here is a RETR
+        // response.
         while !self.broken && self.awaiting > 0 {
-            // An answered -ERR to a RETR still leaves the session in step.
+            // An -ERR response to a RETR still leaves the session in step.
             let _ = self.read_retr(max_size).await;
         }
         if !self.broken

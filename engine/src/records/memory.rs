@@ -25,10 +25,10 @@ pub(crate) struct NewActivity {
 
 /// All records and sync states, with the indexes the decisions need.
 ///
-/// Lookups use `HashMap` indexes with foldhash, which hashes short keys
-/// such as Message-IDs several times faster than the standard SipHash and
-/// is still seeded at random; nothing iterates them, so their order never
-/// reaches output.
+/// Lookups use `HashMap` indexes hashed with foldhash, which is several
+/// times faster than the standard SipHash on short keys such as
+/// Message-IDs and is still seeded at random. Nothing iterates them, so
+/// their order never reaches output.
 #[derive(Debug, Default)]
 pub struct Records {
     pub(crate) activities: Vec<EmailActivity>,
