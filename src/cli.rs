@@ -161,7 +161,11 @@ fn run(args: &RunArgs) -> ExitCode {
         let mut filtered = scenario.clone();
         filtered.strategies.retain(|s| strategies.contains(s));
         let dropped = runner::retain_expectations(&mut filtered);
-        if dropped > 0 {
+        if dropped == 1 {
+            eprintln!(
+                "mailsim run: 1 expectation skipped: it checks or compares with a strategy --strategy leaves out"
+            );
+        } else if dropped > 1 {
             eprintln!(
                 "mailsim run: {dropped} expectations skipped: they check or compare with a strategy --strategy leaves out"
             );

@@ -10,12 +10,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use engine::records::{ImapCursor, MemoryStore, SourceKey, SyncState};
+use engine::records::{
+    CommitBatch, CommitReport, Created, ImapCursor, MemoryStore, RecordStore, SourceKey,
+    StoreError, SyncState,
+};
 use engine::{
-    Config, Credentials, EngineSettings, MailboxConfig, MailboxId, Owner, ServerProfile,
+    Config, Contact, Credentials, EngineSettings, MailboxConfig, MailboxId, Owner, ServerProfile,
     TcpConnector, TrackingFilter,
 };
 use serde::{Deserialize, Serialize};
@@ -88,6 +92,10 @@ pub struct SyncArgs {
     #[arg(long, value_enum, default_value_t = Tracking::All)]
     pub tracking: Tracking,
 
+    /// A known contact's address, for `--tracking contacts` (repeatable).
+    #[arg(long = "contact", value_name = "ADDRESS")]
+    pub contacts: Vec<String>,
+
     /// File that keeps each mailbox's sync state between runs.
     #[arg(long, value_name = "FILE", default_value = "mailsim-sync-state.json")]
     pub state: PathBuf,
@@ -111,13 +119,35 @@ pub fn run(args: SyncArgs) -> ExitCode {
         eprintln!("mailsim sync: nothing to sync; give --mailbox, --queue or --forward");
         return ExitCode::from(EXIT_USAGE);
     }
-    let Ok(password) = std::env::var(&args.password_env) else {
+    if args.delete && args.queues.is_empty() && args.forward.is_none() {
         eprintln!(
-            "mailsim sync: the environment variable {} is not set; put the mailbox password there \
-             (passwords are never taken from the command line)",
-            args.password_env
+            "mailsim sync: --delete applies to queue and forward mailboxes only, and user mailboxes keep their mail; give --queue or --forward, or drop --delete"
         );
         return ExitCode::from(EXIT_USAGE);
+    }
+    if args.tracking == Tracking::Contacts && args.contacts.is_empty() {
+        eprintln!(
+            "mailsim sync: --tracking contacts records mail from known contacts only, and none is given; add --contact ADDRESS"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let password = match std::env::var(&args.password_env) {
+        Ok(password) if !password.is_empty() => password,
+        Ok(_) => {
+            eprintln!(
+                "mailsim sync: the environment variable {} is empty; put the mailbox password there",
+                args.password_env
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(_) => {
+            eprintln!(
+                "mailsim sync: the environment variable {} is not set; put the mailbox password there \
+                 (passwords are never taken from the command line)",
+                args.password_env
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let states = match load_states(&args.state) {
         Ok(states) => states,
@@ -126,6 +156,12 @@ pub fn run(args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Saving once before the sync finds an unwritable state file before any
+    // mail is fetched or deleted.
+    if let Err(message) = save_states(&args.state, &states) {
+        eprintln!("mailsim sync: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,10 +177,7 @@ pub fn run(args: SyncArgs) -> ExitCode {
 
 async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedState>) -> ExitCode {
     let (config, targets) = config(args, password);
-    let store = MemoryStore::new();
-    for (mailbox, state) in states {
-        store.restore_sync_state(MailboxId::new(&mailbox), state.into_sync_state());
-    }
+    let store = JournalStore::new(args.state.clone(), args.quiet, states);
     let report = match engine::oneshot::sync_once(&config, &targets, &store, &TcpConnector).await {
         Ok(report) => report,
         Err(error) => {
@@ -152,25 +185,8 @@ async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedSta
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let snapshot = store.snapshot();
 
     let mut out = std::io::stdout().lock();
-    if !args.quiet {
-        for party in &snapshot.parties {
-            let Some(activity) = snapshot.activities.get(party.activity as usize) else {
-                continue;
-            };
-            let _ = writeln!(
-                out,
-                "record {} party={} fetched-by={} token={} subject={:?}",
-                activity.message_id,
-                party.owner.name(),
-                party.fetched_by,
-                activity.tracking_token,
-                activity.subject
-            );
-        }
-    }
     let mut failed = false;
     for mailbox in &report.mailboxes {
         let _ = write!(
@@ -183,7 +199,11 @@ async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedSta
             let _ = write!(out, ", failed ({kind}): {text}");
         }
         if mailbox.blocked {
-            let _ = write!(out, ", blocked by a message that failed processing");
+            let _ = write!(
+                out,
+                ", blocked by a message that failed processing (see its alert; it is quarantined after {} attempts)",
+                config.settings.max_email_attempts
+            );
         }
         let _ = writeln!(out);
     }
@@ -198,7 +218,7 @@ async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedSta
     let _ = writeln!(out, "records created: {}", report.records_created());
     let _ = out.flush();
 
-    if let Err(message) = save_states(&args.state, &snapshot.sync_states) {
+    if let Some(message) = store.save_failure() {
         eprintln!("mailsim sync: {message}");
         return ExitCode::from(EXIT_FAILURE);
     }
@@ -207,6 +227,110 @@ async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedSta
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A [`MemoryStore`] that, after every commit, prints what the batch
+/// decided and saves every mailbox's sync state to the state file. The
+/// engine deletes mail on the server only after a commit succeeds, so a
+/// sync killed half-way loses nothing: what it committed is printed and
+/// saved, and the rest is fetched again by the next run.
+struct JournalStore {
+    inner: MemoryStore,
+    path: PathBuf,
+    quiet: bool,
+    saved: Mutex<BTreeMap<String, SavedState>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl JournalStore {
+    fn new(path: PathBuf, quiet: bool, states: BTreeMap<String, SavedState>) -> Self {
+        let inner = MemoryStore::new();
+        for (mailbox, state) in &states {
+            inner.restore_sync_state(MailboxId::new(mailbox), state.clone().into_sync_state());
+        }
+        Self {
+            inner,
+            path,
+            quiet,
+            saved: Mutex::new(states),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Returns why saving the state file failed, if it did.
+    fn save_failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// Prints one line per decision: the record created, or why none was.
+    fn print(&self, mailbox: &MailboxId, report: &CommitReport) {
+        if self.quiet {
+            return;
+        }
+        let records = self.inner.records();
+        let mut out = std::io::stdout().lock();
+        for decision in &report.decisions {
+            let message_id = decision.message_id.as_deref().unwrap_or("-");
+            let activity = decision.activity.and_then(|id| records.activity(id));
+            match (&decision.created, &decision.owner, activity) {
+                (Created::Activity | Created::Party, Some(owner), Some(activity)) => {
+                    let _ = writeln!(
+                        out,
+                        "record {message_id} party={} fetched-by={mailbox} key={} token={} reason={} subject={:?}",
+                        owner.name(),
+                        decision.key,
+                        activity.tracking_token,
+                        decision.reason.as_str(),
+                        activity.subject
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "no record {message_id} fetched-by={mailbox} key={} reason={}",
+                        decision.key,
+                        decision.reason.as_str()
+                    );
+                }
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+impl RecordStore for JournalStore {
+    fn sync_state(
+        &self,
+        mailbox: &MailboxId,
+    ) -> impl Future<Output = Result<SyncState, StoreError>> + Send {
+        self.inner.sync_state(mailbox)
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReport, StoreError> {
+        let mailbox = batch.mailbox.clone();
+        let report = self.inner.commit(batch).await?;
+        self.print(&mailbox, &report);
+        let state = self.inner.sync_state(&mailbox).await?;
+        let result = {
+            let mut saved = lock(&self.saved);
+            saved.insert(
+                mailbox.as_str().to_owned(),
+                SavedState::from_sync_state(&state),
+            );
+            save_states(&self.path, &saved)
+        };
+        if let Err(message) = result {
+            // The cycle fails before it deletes anything, and the run ends
+            // with this message.
+            *lock(&self.failure) = Some(message.clone());
+            return Err(StoreError::Unavailable(message));
+        }
+        Ok(report)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Builds the engine configuration and the mailboxes to sync, in the order given.
@@ -269,7 +393,14 @@ fn config(args: &SyncArgs, password: &str) -> (Config, Vec<MailboxId>) {
     let config = Config {
         profiles: vec![profile],
         mailboxes,
-        contacts: Vec::new(),
+        contacts: args
+            .contacts
+            .iter()
+            .map(|address| Contact {
+                name: address.clone(),
+                address: address.clone(),
+            })
+            .collect(),
         settings: EngineSettings {
             batch_size: args.batch_size.max(1),
             command_timeout: Duration::from_secs(args.timeout.max(1)),
@@ -280,7 +411,7 @@ fn config(args: &SyncArgs, password: &str) -> (Config, Vec<MailboxId>) {
 }
 
 /// A mailbox's sync state as saved in the state file.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SavedState {
     /// IMAP UIDVALIDITY and last processed UID.
     imap: Option<(u32, u32)>,
@@ -353,12 +484,8 @@ fn load_states(path: &Path) -> Result<BTreeMap<String, SavedState>, String> {
     }
 }
 
-fn save_states(path: &Path, states: &BTreeMap<MailboxId, SyncState>) -> Result<(), String> {
-    let saved: BTreeMap<&str, SavedState> = states
-        .iter()
-        .map(|(mailbox, state)| (mailbox.as_str(), SavedState::from_sync_state(state)))
-        .collect();
-    let json = serde_json::to_string_pretty(&saved).map_err(|error| error.to_string())?;
+fn save_states(path: &Path, states: &BTreeMap<String, SavedState>) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(states).map_err(|error| error.to_string())?;
     // Write beside the file and rename, so a crash never leaves half a file.
     let temporary = path.with_extension("json.tmp");
     std::fs::write(&temporary, json + "\n")

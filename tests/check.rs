@@ -110,6 +110,15 @@ fn mixed_strategy_without_forward_group_is_located() {
 }
 
 #[test]
+fn run_over_49_days_is_located() {
+    assert_problem(
+        "too-long.toml",
+        "3:9",
+        "duration and drain together are 50d; at most 49 days are allowed",
+    );
+}
+
+#[test]
 fn every_problem_of_a_file_is_listed() {
     let (code, stderr) = check("tests/scenarios/broken/several-problems.toml");
     assert_eq!(code, 2);

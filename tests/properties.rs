@@ -45,8 +45,24 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
+/// Expectations appended to the scenarios of the no-loss properties, so
+/// that `mailsim run` on a saved failing case exits with 1 as well.
+const NO_LOSS: &str = "
+[[expect]]
+metric = \"lost\"
+equals = 0
+
+[[expect]]
+metric = \"duplicated\"
+equals = 0
+";
+
+/// Reports `problem` with the scenario's text. The text ends with a
+/// comment line, which takes the full stop proptest appends.
 fn fail(problem: String, text: &str) -> TestCaseError {
-    TestCaseError::fail(format!("{problem}\nscenario:\n{text}"))
+    TestCaseError::fail(format!(
+        "{problem}\nscenario:\n{text}\n# end of the scenario"
+    ))
 }
 
 proptest! {
@@ -63,7 +79,7 @@ proptest! {
             ..Shape::with_faults(Faults::NotPermanent)
         }),
     ) {
-        let text = spec.render();
+        let text = spec.render() + NO_LOSS;
         let run = checks::run(&text).map_err(|problem| fail(problem, &text))?;
         checks::no_loss_no_duplicate(&run).map_err(|problem| fail(problem, &text))?;
     }
@@ -174,7 +190,7 @@ proptest! {
     fn cut_connections_lose_and_duplicate_nothing(
         spec in scenario::spec(Shape::with_faults(Faults::ResetAfterBytes)),
     ) {
-        let text = spec.render();
+        let text = spec.render() + NO_LOSS;
         let run = checks::run(&text).map_err(|problem| fail(problem, &text))?;
         checks::no_loss_no_duplicate(&run).map_err(|problem| fail(problem, &text))?;
     }

@@ -8,6 +8,7 @@
 //! attributes, a `title` and a `desc`. Charts of the same metric share one
 //! scale, so the columns compare at a glance.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::text::latency as format_latency;
@@ -133,7 +134,7 @@ pub fn render_html(report: &Report) -> String {
             "delay",
             "Delay per mailbox",
             format!(
-                "Per mailbox, the longest wait for an outcome among the deliveries that arrived in each {window} window; a delivery without an outcome waits until the end of the run. Colours compare the wait with the SLA of {sla}; grey cells had no delivery. Outlined: a fault was active.{selection}"
+                "Per mailbox, the longest wait for an outcome among the deliveries that arrived in each {window} window; a delivery without an outcome waits until the end of the run. Colours compare the wait with the SLA of {sla}; grey cells had no delivery. Outlined: a fault was active on the mailbox of the row (or on the forward mailbox, for every row).{selection}"
             ),
             delay_chart,
         ),
@@ -141,7 +142,7 @@ pub fn render_html(report: &Report) -> String {
             "nodes",
             "Node utilisation",
             format!(
-                "Share of each sync node's worker-slot time spent in sync cycles in each {window} window. The colour scale ends at the busiest window of any strategy, rounded up."
+                "Share of each sync node's worker-slot time spent in sync cycles in each {window} window. The colour scale ends at the busiest window of any strategy, rounded up. Shaded: a fault was active somewhere."
             ),
             nodes_chart,
         ),
@@ -626,20 +627,47 @@ fn fault_bands(out: &mut String, frame: &Frame, faults: &[FaultSpan]) {
     }
 }
 
-/// Outlines the time spans of faults, over heatmap cells.
-fn fault_outlines(out: &mut String, frame: &Frame, faults: &[FaultSpan]) {
+/// Outlines the time span of each fault over the heatmap rows it struck:
+/// the rows of the mailboxes in its accounts and the whole-group rows of
+/// their groups. A fault none of whose accounts has a row, such as one on
+/// the forward mailbox, may delay any row, so it is outlined over all.
+fn fault_outlines(out: &mut String, frame: &Frame, faults: &[FaultSpan], rows: &[DelayRow]) {
+    let height = row_height(rows.len());
     for fault in faults {
         let from = frame.x(fault.from);
         let width = (frame.x(fault.until) - from).max(1.5);
-        let _ = writeln!(
-            out,
-            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{FAULT_COLOUR}\" stroke-width=\"2\"><title>{}</title></rect>",
-            number(from),
-            number(TOP - 1.0),
-            number(width),
-            number(frame.plot_height + 2.0),
-            escape(&describe_fault(fault))
-        );
+        let struck = |row: &DelayRow| {
+            row.mailbox
+                .as_ref()
+                .is_some_and(|address| fault.accounts.contains(address))
+        };
+        let groups: BTreeSet<&str> = rows
+            .iter()
+            .filter(|row| struck(row))
+            .map(|row| row.group.as_str())
+            .collect();
+        let spans: Vec<(f64, f64)> = if groups.is_empty() {
+            vec![(TOP, frame.plot_height)]
+        } else {
+            rows.iter()
+                .enumerate()
+                .filter(|(_, row)| {
+                    struck(row) || (row.mailbox.is_none() && groups.contains(row.group.as_str()))
+                })
+                .map(|(index, _)| (TOP + index as f64 * height, height))
+                .collect()
+        };
+        for (y, span) in spans {
+            let _ = writeln!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{FAULT_COLOUR}\" stroke-width=\"2\"><title>{}</title></rect>",
+                number(from),
+                number(y - 1.0),
+                number(width),
+                number(span + 2.0),
+                escape(&describe_fault(fault))
+            );
+        }
     }
 }
 
@@ -1062,7 +1090,7 @@ fn delay_chart(out: &mut String, report: &Report, strategy: &StrategyReport, _sc
     if !label_rows {
         group_labels(out, rows, height);
     }
-    fault_outlines(out, &frame, &timeline.faults);
+    fault_outlines(out, &frame, &timeline.faults, rows);
 
     time_axis(out, report, &frame);
     out.push_str("</svg>\n");
@@ -1149,11 +1177,12 @@ fn nodes_chart(out: &mut String, report: &Report, strategy: &StrategyReport, sca
     let labels: Vec<String> = std::iter::once("0%".to_owned())
         .chain((1..UTILISATION_BINS.len()).map(|bin| format!("≤ {}%", percent(bin as f64 * step))))
         .collect();
-    let keys: Vec<(Key, &str)> = UTILISATION_BINS
+    let mut keys: Vec<(Key, &str)> = UTILISATION_BINS
         .iter()
         .zip(&labels)
         .map(|(colour, label)| (Key::Swatch(colour, 1.0), label.as_str()))
         .collect();
+    keys.push((Key::Swatch(FAULT_COLOUR, 0.12), "fault active"));
     legend(out, &keys);
     let bin = |utilisation: f64| {
         if utilisation <= 0.0 {
@@ -1199,7 +1228,7 @@ fn nodes_chart(out: &mut String, report: &Report, strategy: &StrategyReport, sca
             node.node
         );
     }
-    fault_outlines(out, &frame, &timeline.faults);
+    fault_bands(out, &frame, &timeline.faults);
 
     time_axis(out, report, &frame);
     out.push_str("</svg>\n");

@@ -2,6 +2,7 @@
 //! `duration + drain`, each with its delivery latency, backlog, throttled
 //! answers and node use, plus the worst delay per mailbox for a heatmap.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -296,7 +297,7 @@ impl TimelineBuilder {
                     .collect(),
             })
             .collect();
-        let delay_rows = self.delay_rows(mailboxes, groups);
+        let delay_rows = self.delay_rows(mailboxes, groups, &faults);
         let mut throttled = throttled;
         throttled.resize(windows.count, 0);
         Timeline {
@@ -319,9 +320,14 @@ impl TimelineBuilder {
 
     /// Selects the heatmap rows: every mailbox when there are at most
     /// [`MAX_DELAY_ROWS`], otherwise per group a row for the whole group
-    /// followed by the group's mailboxes among the most delayed ones, as
-    /// many as fit.
-    fn delay_rows(&self, mailboxes: &[MailboxInfo], groups: &[String]) -> Vec<DelayRow> {
+    /// followed by the group's mailboxes that a fault struck and then the
+    /// most delayed ones, as many as fit.
+    fn delay_rows(
+        &self,
+        mailboxes: &[MailboxInfo],
+        groups: &[String],
+        faults: &[FaultSpan],
+    ) -> Vec<DelayRow> {
         let mailboxes = &mailboxes[..mailboxes.len().min(self.mailboxes)];
         let group_name = |group: usize| groups.get(group).cloned().unwrap_or_default();
         if mailboxes.len() <= MAX_DELAY_ROWS {
@@ -343,9 +349,19 @@ impl TimelineBuilder {
                 .filter(|&delay| delay != EMPTY)
                 .max()
         };
+        let struck: BTreeSet<&str> = faults
+            .iter()
+            .flat_map(|fault| fault.accounts.iter().map(String::as_str))
+            .collect();
         let mut ranked: Vec<usize> = (0..mailboxes.len()).collect();
-        // Most delayed first; ties keep the scenario's order.
-        ranked.sort_by_key(|&index| std::cmp::Reverse(worst(index)));
+        // Struck mailboxes first, then the most delayed; ties keep the
+        // scenario's order.
+        ranked.sort_by_key(|&index| {
+            (
+                !struck.contains(mailboxes[index].address.as_str()),
+                std::cmp::Reverse(worst(index)),
+            )
+        });
         let shown = MAX_DELAY_ROWS.saturating_sub(groups.len());
         let mut selected = vec![false; mailboxes.len()];
         for &index in ranked.iter().take(shown) {

@@ -108,7 +108,10 @@ where
     pub(crate) async fn run(mut self) -> Result<(), Disconnect> {
         let result = self.serve().await;
         match &result {
-            Ok(()) => tracing::info!("session ended after LOGOUT"),
+            Ok(()) if matches!(self.state, State::Logout) => {
+                tracing::info!("session ended after LOGOUT");
+            }
+            Ok(()) => tracing::info!("session ended: the client closed the connection"),
             Err(Disconnect::Bye) => tracing::info!("session ended by the server with BYE"),
             Err(error) => tracing::info!(reason = %error, "session ended"),
         }

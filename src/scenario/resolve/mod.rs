@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use super::error::{Problems, ScenarioError};
 use super::file::{self, ScenarioFile};
-use super::units::Span;
+use super::units::{self, Span};
 use super::{
     Cluster, Forwarding, Group, Incoming, MailProtocol, Mailbox, Preset, Scenario, Server, Strategy,
 };
@@ -27,6 +27,9 @@ pub use traffic::MAX_MESSAGES;
 
 const MILLISECOND: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
+/// Longest run, duration plus drain: 49 days fit the report's 32-bit
+/// millisecond times (2^32 ms is about 49.7 days).
+const MAX_RUN: Duration = Duration::from_secs(49 * 24 * 3600);
 
 /// Parses and checks `text`.
 pub fn resolve(file: &str, text: &str, base: &Path) -> Result<Scenario, ScenarioError> {
@@ -156,6 +159,16 @@ impl Resolver<'_, '_> {
             .drain
             .as_ref()
             .map_or(Duration::from_secs(3600), |d| d.get_ref().0);
+        if duration.saturating_add(drain) > MAX_RUN {
+            let span = raw.drain.as_ref().map_or(span_of(&raw.duration), span_of);
+            self.error(
+                span,
+                format!(
+                    "duration and drain together are {}; at most 49 days are allowed, because the report times deliveries in 32-bit milliseconds, so shorten the duration or the drain",
+                    units::format_duration(duration.saturating_add(drain))
+                ),
+            );
+        }
         let faults = raw
             .faults
             .iter()
