@@ -1627,3 +1627,47 @@ async fn enabled_mailbox_syncs_after_login_is_fixed() -> TestResult {
     running.engine.stop().await;
     Ok(())
 }
+
+/// A one-shot sync with a wrong password raises one credentials alert for
+/// that mailbox and still syncs the others.
+async fn one_shot_sync_alerts_on_rejected_credentials(protocol: Protocol) -> TestResult {
+    let names = ["alice", "bob"];
+    let service = service_with(&names);
+    for name in names {
+        deliver(&service, name, &format!("{name}-1@example.org"))?;
+    }
+    let wrong = Credentials::new(address("bob"), "wrong-password");
+    let config = config(
+        pipe_profile(protocol),
+        vec![user("alice"), user("bob").with_credentials(wrong)],
+    );
+    let store = MemoryStore::new();
+    let connector = PipeConnector {
+        service: service.clone(),
+    };
+
+    let report = sync_once(&config, &ids(&names), &store, &connector).await?;
+
+    let alerts: Vec<&Alert> = report.alerts().collect();
+    assert_eq!(alerts.len(), 1, "alerts: {alerts:?}");
+    assert_eq!(alerts[0].mailbox, MailboxId::new("bob"), "alerted mailbox");
+    assert_eq!(alerts[0].code, AlertCode::CredentialsRejected, "alert code");
+    assert_eq!(
+        report.mailboxes[1].error.as_ref().map(|error| error.0),
+        Some(ErrorKind::CredentialsRejected),
+        "bob's error"
+    );
+    assert_eq!(report.mailboxes[0].error, None, "alice's error");
+    assert_eq!(report.records_created(), 1, "alice's message is recorded");
+    Ok(())
+}
+
+#[tokio::test]
+async fn imap_one_shot_sync_alerts_on_rejected_credentials() -> TestResult {
+    one_shot_sync_alerts_on_rejected_credentials(Protocol::Imap).await
+}
+
+#[tokio::test]
+async fn pop3_one_shot_sync_alerts_on_rejected_credentials() -> TestResult {
+    one_shot_sync_alerts_on_rejected_credentials(Protocol::Pop3).await
+}

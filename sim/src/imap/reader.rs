@@ -302,7 +302,10 @@ fn non_sync_announcement(line: &[u8]) -> Option<u32> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    // A length past u32 cannot be skipped, so it reads as the largest one,
+    // which every limit refuses and the session ends.
+    let length = std::str::from_utf8(digits).ok()?.parse::<u64>().ok();
+    Some(length.map_or(u32::MAX, |length| u32::try_from(length).unwrap_or(u32::MAX)))
 }
 
 /// True when the command word after the tag is LOGIN or AUTHENTICATE,
@@ -345,6 +348,10 @@ mod tests {
         assert_eq!(non_sync_announcement(b"a APPEND x {12+}"), Some(12));
         assert_eq!(non_sync_announcement(b"a APPEND x {12}"), None);
         assert_eq!(non_sync_announcement(b"a APPEND x {+}"), None);
-        assert_eq!(non_sync_announcement(b"a {99999999999+}"), None);
+        assert_eq!(non_sync_announcement(b"a {99999999999+}"), Some(u32::MAX));
+        assert_eq!(
+            non_sync_announcement(b"a {999999999999999999999999+}"),
+            Some(u32::MAX)
+        );
     }
 }
