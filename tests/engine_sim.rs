@@ -1628,8 +1628,8 @@ async fn enabled_mailbox_syncs_after_login_is_fixed() -> TestResult {
     Ok(())
 }
 
-/// A one-shot sync with a wrong password raises one credentials alert for
-/// that mailbox and still syncs the others.
+/// Checks that a one-shot sync with a wrong password raises one
+/// credentials alert for that mailbox and still syncs the others.
 async fn one_shot_sync_alerts_on_rejected_credentials(protocol: Protocol) -> TestResult {
     let names = ["alice", "bob"];
     let service = service_with(&names);

@@ -90,8 +90,8 @@ async fn killed_sync_with_delete_loses_nothing() -> Result<(), Box<dyn std::erro
         "the first sync finished before the kill"
     );
 
-    // The server releases the killed session's maildrop lock once it sees
-    // the connection close, so the next sync may find the maildrop busy.
+    // The server releases the killed session's maildrop lock once it detects
+    // the closed connection, so the next sync may find the maildrop busy.
     let mut second = None;
     for _ in 0..50 {
         let output = tokio::task::spawn_blocking({

@@ -266,6 +266,31 @@ impl Spec {
         let polls_in_drain = (self.drain_minutes * 60 / self.poll_interval_s).max(1);
         let needed = (2.0 * self.expected_deliveries() + 20.0) / f64::from(polls_in_drain);
         self.max_per_cycle = self.max_per_cycle.max(needed.ceil() as u32);
+        self.ensure_quarantine_time();
+    }
+
+    /// Lengthens the drain until every corrupt message can be quarantined
+    /// in it. Each one blocks its mailbox for the engine's 3 processing
+    /// attempts, one cycle each, so the mail behind it waits that long by
+    /// design, which is no loss the properties look for.
+    fn ensure_quarantine_time(&mut self) {
+        let corrupt: u64 = self
+            .faults
+            .iter()
+            .filter(|fault| fault.kind == "corrupt-message")
+            .map(|fault| fault.amount)
+            .sum();
+        if corrupt == 0 {
+            return;
+        }
+        let cycle_s = self
+            .idle_poll_max_s
+            .unwrap_or(self.poll_interval_s)
+            .max(self.poll_interval_s)
+            .max(self.retry_interval_s);
+        let needed_s = (corrupt * 3 + 2) * u64::from(cycle_s);
+        let needed_minutes = u32::try_from(needed_s.div_ceil(60)).unwrap_or(u32::MAX);
+        self.drain_minutes = self.drain_minutes.max(needed_minutes);
     }
 
     /// Renders the scenario file.

@@ -27,7 +27,7 @@ pub use traffic::MAX_MESSAGES;
 
 const MILLISECOND: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
-/// Longest run, duration plus drain: 49 days fit the report's 32-bit
+/// Maximum run, duration plus drain: 49 days fit the report's 32-bit
 /// millisecond times (2^32 ms is about 49.7 days).
 const MAX_RUN: Duration = Duration::from_secs(49 * 24 * 3600);
 
@@ -345,7 +345,7 @@ impl Resolver<'_, '_> {
 
     fn cluster(&mut self, raw: &file::ClusterTable) -> Cluster {
         // Polls and retries below a second would turn a simulated day into
-        // billions of cycles; no mail service allows such polling either.
+        // billions of cycles.
         let poll_interval = self.at_least(
             raw.poll_interval.as_ref(),
             "poll_interval",
