@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::report::{render_html, render_junit, render_text};
+use crate::report::{render_html, render_junit, render_text, skipped_expectations};
 use crate::runner::{self, RunOptions};
 use crate::scenario::{Scenario, Strategy};
 use crate::serve::{self, ServeArgs};
@@ -157,19 +157,19 @@ fn run(args: &RunArgs) -> ExitCode {
         eprintln!("{message}");
         return ExitCode::from(EXIT_USAGE);
     }
-    if !strategies.is_empty() {
-        let mut filtered = scenario.clone();
-        filtered.strategies.retain(|s| strategies.contains(s));
-        let dropped = runner::retain_expectations(&mut filtered);
-        if dropped == 1 {
-            eprintln!(
-                "mailsim run: 1 expectation skipped: it checks or compares with a strategy --strategy leaves out"
-            );
-        } else if dropped > 1 {
-            eprintln!(
-                "mailsim run: {dropped} expectations skipped: they check or compare with a strategy --strategy leaves out"
-            );
-        }
+    let skipped = if strategies.is_empty() {
+        Vec::new()
+    } else {
+        skipped_expectations(&scenario, &strategies)
+    };
+    match skipped.len() {
+        0 => {}
+        1 => eprintln!(
+            "mailsim run: 1 expectation skipped: it checks or compares with a strategy --strategy leaves out"
+        ),
+        count => eprintln!(
+            "mailsim run: {count} expectations skipped: they check or compare with a strategy --strategy leaves out"
+        ),
     }
     // Fail before a long run, not after it, when the outputs cannot be written.
     if let Some(dir) = &args.out
@@ -221,7 +221,7 @@ fn run(args: &RunArgs) -> ExitCode {
         }
     }
     if let Some(file) = &args.junit
-        && let Err(error) = std::fs::write(file, render_junit(&report, &timing))
+        && let Err(error) = std::fs::write(file, render_junit(&report, &timing, &skipped))
     {
         eprintln!(
             "mailsim run: failed to write the JUnit report to {}: {error}",

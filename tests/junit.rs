@@ -107,7 +107,7 @@ fn schema_rejects_a_test_case_without_name() {
 #[test]
 fn test_cases_match_expectations() {
     let report = small_report();
-    let xml = render_junit(&report, &RunTiming::default());
+    let xml = render_junit(&report, &RunTiming::default(), &[]);
     let document = roxmltree::Document::parse(&xml).unwrap();
 
     let root = document.root_element();
@@ -154,7 +154,7 @@ fn failure_gives_measured_value_and_bound() {
         .iter()
         .find(|result| !result.passed)
         .unwrap();
-    let xml = render_junit(&report, &RunTiming::default());
+    let xml = render_junit(&report, &RunTiming::default(), &[]);
     let document = roxmltree::Document::parse(&xml).unwrap();
 
     let failures: Vec<_> = document
@@ -189,7 +189,7 @@ fn suite_carries_run_facts_and_text_report() {
         ],
         ..RunTiming::default()
     };
-    let xml = render_junit(&report, &timing);
+    let xml = render_junit(&report, &timing, &[]);
     let document = roxmltree::Document::parse(&xml).unwrap();
     let suite = document
         .descendants()
@@ -211,4 +211,44 @@ fn suite_carries_run_facts_and_text_report() {
         .and_then(|node| node.text())
         .unwrap();
     assert!(output.starts_with("scenario small-report"), "{output}");
+}
+
+/// Expectations on a strategy that `--strategy` leaves out appear as
+/// skipped test cases, so a dashboard still lists them.
+#[test]
+fn left_out_strategy_gives_skipped_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("junit.xml");
+    let output = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .current_dir(manifest_dir())
+        .args(["run", "tests/html/small.toml", "--strategy", "individual"])
+        .arg("--junit")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let (valid, messages) = validate(&file);
+    assert!(valid, "{messages}");
+    let xml = std::fs::read_to_string(&file).unwrap();
+    let document = roxmltree::Document::parse(&xml).unwrap();
+    let skipped: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("testcase"))
+        .filter(|case| case.children().any(|child| child.has_tag_name("skipped")))
+        .filter_map(|case| case.attribute("name"))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "forward: lost equals 0",
+            "forward: latency.p99 max 5m00s",
+            "forward: throttled / individual throttled min 1",
+        ]
+    );
+    let suite = document
+        .descendants()
+        .find(|node| node.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("skipped"), Some("3"));
+    assert_eq!(suite.attribute("tests"), Some("4"));
 }

@@ -22,6 +22,42 @@ pub fn evaluate(
     results
 }
 
+/// Lists the expectations that check or compare with a strategy outside
+/// `running`, one unmeasured result per strategy, in file order.
+pub fn skipped(scenario: &Scenario, running: &[Strategy]) -> Vec<ExpectationResult> {
+    let mut results = Vec::new();
+    for expectation in &scenario.expectations {
+        let base_runs = expectation
+            .ratio_to
+            .is_none_or(|base| running.contains(&base));
+        for strategy in &expectation.strategies {
+            if !base_runs || !running.contains(strategy) {
+                results.push(unmeasured(expectation, *strategy));
+            }
+        }
+    }
+    results
+}
+
+/// The result of `expectation` for `strategy` before anything is measured.
+fn unmeasured(expectation: &Expectation, strategy: Strategy) -> ExpectationResult {
+    let as_duration = expectation.metric.is_duration() && expectation.ratio_to.is_none();
+    ExpectationResult {
+        strategy: strategy.name().to_owned(),
+        metric: expectation.metric.to_string(),
+        ratio_to: expectation.ratio_to.map(|s| s.name().to_owned()),
+        bound: expectation
+            .bounds
+            .iter()
+            .map(|bound| describe_bound(*bound, as_duration))
+            .collect::<Vec<_>>()
+            .join(", "),
+        measured: None,
+        measured_text: "no value".to_owned(),
+        passed: false,
+    }
+}
+
 fn check(
     expectation: &Expectation,
     strategy: Strategy,
@@ -52,21 +88,13 @@ fn check(
         })
     });
     ExpectationResult {
-        strategy: strategy.name().to_owned(),
-        metric: metric.to_string(),
-        ratio_to: expectation.ratio_to.map(|s| s.name().to_owned()),
-        bound: expectation
-            .bounds
-            .iter()
-            .map(|bound| describe_bound(*bound, as_duration))
-            .collect::<Vec<_>>()
-            .join(", "),
         measured: measured.filter(|value| value.is_finite()),
         measured_text: match measured {
             None => "no value".to_owned(),
             Some(value) => format_value(value, as_duration),
         },
         passed,
+        ..unmeasured(expectation, strategy)
     }
 }
 

@@ -4,18 +4,20 @@
 //! The layout is the common one that Jenkins, GitLab and GitHub test
 //! reporters read: a `testsuites` root, one `testsuite` for the run, and one
 //! `testcase` per expectation and strategy, with a `failure` element when
-//! the expectation fails.
+//! the expectation fails and a `skipped` element when `--strategy` left out
+//! a strategy it needs.
 
 use std::fmt::Write as _;
 
 use super::html::escape;
 use super::{ExpectationResult, Report, RunTiming, render_text};
 
-/// Renders `report` as JUnit XML. The suite's `time` is the wall time of
-/// the run from `timing`. Test cases carry no time of their own, because
+/// Renders `report` as JUnit XML, with `skipped` as skipped test cases.
+/// The suite's `time` is the wall time of the run from `timing`. Test cases carry no time of their own, because
 /// all of them are checked against the same run.
-pub fn render_junit(report: &Report, timing: &RunTiming) -> String {
-    let tests = report.expectations.len();
+pub fn render_junit(report: &Report, timing: &RunTiming, skipped: &[ExpectationResult]) -> String {
+    let tests = report.expectations.len() + skipped.len();
+    let skipped_count = skipped.len();
     let failures = report
         .expectations
         .iter()
@@ -31,7 +33,7 @@ pub fn render_junit(report: &Report, timing: &RunTiming) -> String {
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{scenario}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{wall:.3}\">"
+        "  <testsuite name=\"{scenario}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped_count}\" time=\"{wall:.3}\">"
     );
     out.push_str("    <properties>\n");
     let strategies: Vec<&str> = report
@@ -83,6 +85,15 @@ pub fn render_junit(report: &Report, timing: &RunTiming) -> String {
             report.seed
         );
         out.push_str("    </testcase>\n");
+    }
+
+    for result in skipped {
+        let _ = writeln!(
+            out,
+            "    <testcase name=\"{}\" classname=\"{scenario}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+            escape(&case_name(result)),
+            escape("--strategy leaves out a strategy it checks or compares with")
+        );
     }
 
     let _ = writeln!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use expect::evaluate;
+pub use expect::{evaluate, skipped as skipped_expectations};
 pub use html::render_html;
 pub use junit::render_junit;
 pub use text::{latency as format_latency, render_text};
