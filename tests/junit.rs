@@ -227,8 +227,10 @@ fn left_out_strategy_gives_skipped_cases() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
+
     let (valid, messages) = validate(&file);
     assert!(valid, "{messages}");
+
     let xml = std::fs::read_to_string(&file).unwrap();
     let document = roxmltree::Document::parse(&xml).unwrap();
     let skipped: Vec<&str> = document
@@ -245,6 +247,7 @@ fn left_out_strategy_gives_skipped_cases() {
             "forward: throttled / individual throttled min 1",
         ]
     );
+
     let suite = document
         .descendants()
         .find(|node| node.has_tag_name("testsuite"))

@@ -39,7 +39,8 @@ pub fn skipped(scenario: &Scenario, running: &[Strategy]) -> Vec<ExpectationResu
     results
 }
 
-/// The result of `expectation` for `strategy` before anything is measured.
+/// Returns the result of `expectation` for `strategy` before anything is
+/// measured.
 fn unmeasured(expectation: &Expectation, strategy: Strategy) -> ExpectationResult {
     let as_duration = expectation.metric.is_duration() && expectation.ratio_to.is_none();
     ExpectationResult {
