@@ -229,11 +229,12 @@ async fn sync(args: &SyncArgs, password: &str, states: BTreeMap<String, SavedSta
     }
 }
 
-/// A [`MemoryStore`] that, after every commit, prints what the batch
-/// decided and saves every mailbox's sync state to the state file. The
-/// engine deletes mail on the server only after a commit succeeds, so a
-/// sync killed half-way loses nothing: what it committed is printed and
-/// saved, and the rest is fetched again by the next run.
+/// A [`MemoryStore`] that prints what each commit decided and then saves
+/// every mailbox's sync state to the state file.
+///
+/// The engine deletes mail on the server only after a commit succeeds, so
+/// a sync killed half-way loses nothing. What it committed is printed and
+/// saved, and the next run fetches the rest.
 struct JournalStore {
     inner: MemoryStore,
     path: PathBuf,

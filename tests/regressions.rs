@@ -37,7 +37,7 @@ bursts = [{ at = "0m", count = 30, over = "1m" }]
 // its DELEs and QUIT. Every later cycle sends DELE for the processed
 // messages still in the maildrop before it downloads anything. The engine
 // used to drop the connection without QUIT when a DELE was throttled, so
-// the service applied none of the DELEs; once the processed messages and
+// the service applied none of the DELEs. Once the processed messages and
 // the commands before them exceeded the bucket, no cycle downloaded new
 // mail again, and 13 of the 30 messages were never recorded. A cycle that
 // fails on an answered error now ends with QUIT, which the service exempts

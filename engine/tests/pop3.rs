@@ -232,7 +232,7 @@ async fn wrong_password_raises_alert() -> TestResult {
     Ok(())
 }
 
-/// A DELE answered as throttled fails the cycle, but the cycle still ends
+/// A DELE with a throttled response fails the cycle, but the cycle still ends
 /// with QUIT, so the DELEs accepted before it apply, and the next cycle
 /// deletes the rest without recording anything twice.
 #[tokio::test]

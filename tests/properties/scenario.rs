@@ -668,7 +668,7 @@ pub fn spec(shape: Shape) -> impl Strategy<Value = Spec> {
         // NOTE: budgets start at 500 commands per 10 minutes. With smaller
         // ones, an IMAP mailbox whose retry interval is shorter than the
         // bucket needs to refill one cycle's commands is throttled on every
-        // retry until its retries run out, and its mail is lost as
+        // retry until its retries run out. Its mail is then lost as
         // configured, which these properties do not model.
         proptest::option::weighted(0.2, 500u32..=3_000),
         proptest::option::weighted(0.2, 10u32..=300),

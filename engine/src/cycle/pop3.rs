@@ -4,7 +4,7 @@
 //! processed UIDLs, pruned to the UIDLs still in the maildrop. Deletions
 //! (DELE) take effect only at QUIT, so a session cut short deletes nothing.
 //! The next cycle finds those messages in the processed set and deletes them
-//! without processing them again. A cycle that fails on an answered error,
+//! without processing them again. A cycle that fails on an error response,
 //! such as a throttled command, still sends QUIT so that the deletions the
 //! server accepted take effect.
 
@@ -51,15 +51,12 @@ where
 {
     let settings = context.settings;
     let mut session = Pop3Session::connect(stream, settings.command_timeout).await?;
-    match sync_session(context, &mut session, stats).await {
-        Ok(()) => {}
-        Err(error) => {
-            session.close_after_error(settings.max_message_size).await;
-            return Err(error);
-        }
+    if let Err(error) = sync_session(context, &mut session, stats).await {
+        session.close_after_error(settings.max_message_size).await;
+        return Err(error);
     }
-    // Records are committed; a failed QUIT only postpones deletions, which
-    // the next cycle redoes.
+    // Records are committed, so a failed QUIT only postpones deletions,
+    // which the next cycle redoes.
     if let Err(error) = session.quit().await {
         tracing::warn!(mailbox = %context.mailbox.id, protocol = "pop3", %error, "QUIT failed");
         if context.mailbox.delete_after_processing {
@@ -69,8 +66,8 @@ where
     Ok(())
 }
 
-/// Logs in, lists, downloads and processes new mail and marks processed
-/// mail for deletion; the caller ends the session.
+/// Logs in, lists, downloads and processes new mail, and marks processed
+/// mail for deletion. The caller ends the session.
 async fn sync_session<St, R, E>(
     context: &CycleContext<'_, R, E>,
     session: &mut Pop3Session<St>,

@@ -24,7 +24,7 @@ pub struct Maildrop {
     pub reset_after_retrs: Option<u32>,
     /// RETR responses sent so far.
     pub retrs: u32,
-    /// Answer DELE as throttled once a session has had this many accepted.
+    /// Accepted DELEs per session after which DELE gets a throttled response.
     pub throttle_dele_after: Option<usize>,
     /// Sessions that ended with QUIT.
     pub quits: u32,
